@@ -1,0 +1,18 @@
+"""AetherScan: photos from several angles in, a coloured 3D point cloud and camera poses out."""
+
+from aetherscan.engines.base import Engine, EngineError, Observer, Photo
+from aetherscan.reconstruction import DroppedPhoto, PointCloud, Reconstruction, View
+from aetherscan.settings import Settings
+
+__all__ = [
+    "DroppedPhoto",
+    "Engine",
+    "EngineError",
+    "Observer",
+    "Photo",
+    "PointCloud",
+    "Reconstruction",
+    "Settings",
+    "View",
+]
+__version__ = "0.1.0"

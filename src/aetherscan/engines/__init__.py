@@ -1,0 +1,1 @@
+"""Engines: photos in, Reconstruction out."""

@@ -1,0 +1,1 @@
+"""Exports: Reconstruction to PLY, GLB, COLMAP model, transforms.json, cameras.json."""

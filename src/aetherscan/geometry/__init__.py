@@ -1,0 +1,1 @@
+"""Cameras, focal estimation, PnP and similarity alignment: numpy/torch functions only."""

@@ -1,0 +1,1 @@
+"""Fast3R: our PyTorch implementation that loads the released checkpoint unchanged."""

@@ -1,0 +1,142 @@
+"""The one result type that every engine returns and every consumer reads.
+
+Conventions, once for the whole code base (see docs/exports.md):
+
+* ``cam_from_world`` is a 4x4 float64 matrix mapping world points to camera coordinates,
+  ``X_cam = R @ X_world + t``, in OpenCV camera axes: x right, y down, z forward.
+* ``K`` is the 3x3 pinhole intrinsic matrix in pixels of the ORIGINAL photo, after its EXIF
+  orientation is applied (``width`` x ``height``), with the pixel-centre convention that pixel
+  (0, 0) covers [0, 1) x [0, 1), so the centre of the image is at (width / 2, height / 2).
+* The world frame and its scale are whatever the engine produced (Fast3R: the first photo's
+  camera; COLMAP: its own), the same for all views of one reconstruction.
+* ``confidence`` is higher-is-better and at least 1 for kept points, for either engine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class PointCloud:
+    """A coloured point cloud: N points with position, colour, confidence and source view."""
+
+    xyz: np.ndarray  # (N, 3) float32, world frame
+    rgb: np.ndarray  # (N, 3) uint8
+    confidence: np.ndarray  # (N,) float32
+    view_index: np.ndarray  # (N,) int32, index into Reconstruction.views
+
+    def __post_init__(self) -> None:
+        n = len(self.xyz)
+        if self.xyz.shape != (n, 3) or self.rgb.shape != (n, 3):
+            raise ValueError(f"expected xyz and rgb of shape (N, 3), got {self.xyz.shape}, {self.rgb.shape}")
+        if self.confidence.shape != (n,) or self.view_index.shape != (n,):
+            raise ValueError(
+                f"expected confidence and view_index of shape ({n},), "
+                f"got {self.confidence.shape}, {self.view_index.shape}"
+            )
+
+    def __len__(self) -> int:
+        return len(self.xyz)
+
+    @classmethod
+    def empty(cls) -> PointCloud:
+        return cls(
+            xyz=np.zeros((0, 3), np.float32),
+            rgb=np.zeros((0, 3), np.uint8),
+            confidence=np.zeros((0,), np.float32),
+            view_index=np.zeros((0,), np.int32),
+        )
+
+    @classmethod
+    def concatenate(cls, clouds: Sequence[PointCloud]) -> PointCloud:
+        if not clouds:
+            return cls.empty()
+        return cls(
+            xyz=np.concatenate([c.xyz for c in clouds]),
+            rgb=np.concatenate([c.rgb for c in clouds]),
+            confidence=np.concatenate([c.confidence for c in clouds]),
+            view_index=np.concatenate([c.view_index for c in clouds]),
+        )
+
+    def select(self, mask: np.ndarray) -> PointCloud:
+        return PointCloud(self.xyz[mask], self.rgb[mask], self.confidence[mask], self.view_index[mask])
+
+
+@dataclass
+class View:
+    """One registered photo: its camera and the points the engine attributes to it."""
+
+    name: str  # the photo's label (client filename), never a path on disk
+    width: int  # original photo size in pixels, after EXIF orientation
+    height: int
+    K: np.ndarray  # (3, 3) float64 intrinsics at the original resolution
+    cam_from_world: np.ndarray  # (4, 4) float64, OpenCV axes
+    points: np.ndarray  # (N, 3) float32, world frame
+    colors: np.ndarray  # (N, 3) uint8
+    confidence: np.ndarray  # (N,) float32
+    # Optional dense maps (engines that have them): depth along the camera z axis, at a resolution
+    # of its own, with the intrinsics of that resolution in depth_K.
+    depth: np.ndarray | None = None  # (h, w) float32, 0 where unknown
+    depth_confidence: np.ndarray | None = None  # (h, w) float32
+    depth_K: np.ndarray | None = None  # (3, 3) float64
+
+    @property
+    def world_from_cam(self) -> np.ndarray:
+        return np.linalg.inv(self.cam_from_world)
+
+    @property
+    def center(self) -> np.ndarray:
+        """Camera centre in world coordinates."""
+        R, t = self.cam_from_world[:3, :3], self.cam_from_world[:3, 3]
+        return -R.T @ t
+
+    @property
+    def focal_px(self) -> tuple[float, float]:
+        return float(self.K[0, 0]), float(self.K[1, 1])
+
+
+@dataclass
+class DroppedPhoto:
+    """A photo that is not in the result, with the reason in words a person understands."""
+
+    name: str
+    reason: str
+
+
+@dataclass
+class Reconstruction:
+    """Cameras and coloured points of one scene."""
+
+    engine: str
+    views: list[View]
+    dropped: list[DroppedPhoto] = field(default_factory=list)
+    timings_s: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def num_points(self) -> int:
+        return sum(len(v.points) for v in self.views)
+
+    def point_cloud(self, min_confidence: float = 0.0) -> PointCloud:
+        """All views' points in one cloud, keeping those with confidence >= min_confidence."""
+        clouds = []
+        for i, view in enumerate(self.views):
+            keep = view.confidence >= min_confidence
+            clouds.append(
+                PointCloud(
+                    xyz=view.points[keep],
+                    rgb=view.colors[keep],
+                    confidence=view.confidence[keep],
+                    view_index=np.full(int(keep.sum()), i, np.int32),
+                )
+            )
+        return PointCloud.concatenate(clouds)
+
+    def view_cloud(self, index: int) -> PointCloud:
+        view = self.views[index]
+        return PointCloud(
+            view.points, view.colors, view.confidence, np.full(len(view.points), index, np.int32)
+        )

@@ -1,0 +1,1 @@
+"""The web service: FastAPI app, WebSocket protocol, jobs and storage."""

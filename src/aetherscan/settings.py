@@ -1,0 +1,50 @@
+"""All knobs of AetherScan in one place: environment variables prefixed ``AETHERSCAN_``.
+
+Build one ``Settings`` and pass it in (``create_app(settings)``, ``create_engine(...)``); nothing
+reads the environment at import time, and tests build their own.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+EngineName = Literal["auto", "fast3r", "colmap"]
+DtypeName = Literal["auto", "fp32", "bf16", "fp16"]
+
+DEFAULT_WEIGHTS = "jedyang97/Fast3R_ViT_Large_512"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="AETHERSCAN_", env_nested_delimiter="__")
+
+    # Engine
+    engine: EngineName = "auto"
+    weights: str = Field(DEFAULT_WEIGHTS, description="Fast3R model folder or Hugging Face hub id")
+    device: str = Field("auto", description="'auto' (CUDA when present), 'cpu', 'cuda', 'cuda:1'")
+    dtype: DtypeName = Field("auto", description="inference dtype; auto = bf16 on CUDA, fp32 on CPU")
+    image_size: Literal[512, 384, 224] = 512
+    min_confidence: float = Field(1.0, description="keep points with confidence >= this")
+    max_points_per_view: int | Literal["all"] = 10_000
+    colmap_max_image_px: int = Field(1024, description="COLMAP works at this long side")
+
+    # Server
+    host: str = "127.0.0.1"
+    port: int = 8000
+    data_dir: Path = Path("data")
+    cors_origins: list[str] = Field(default_factory=list)
+
+    # Limits: every refusal names the limit and its setting.
+    max_photos_per_job: int = 500
+    max_photo_mb: float = 40.0
+    max_job_mb: float = 2000.0
+    max_photo_megapixels: float = 100.0
+    max_message_mb: float = 64.0
+    max_jobs_per_client: int = 2
+    max_jobs_total: int = 16
+    max_queue_length: int = 32
+    idle_timeout_s: float = 600.0
+    result_ttl_hours: float = 24.0 * 7
