@@ -32,7 +32,9 @@ class PointCloud:
     def __post_init__(self) -> None:
         n = len(self.xyz)
         if self.xyz.shape != (n, 3) or self.rgb.shape != (n, 3):
-            raise ValueError(f"expected xyz and rgb of shape (N, 3), got {self.xyz.shape}, {self.rgb.shape}")
+            raise ValueError(
+                f"expected xyz and rgb of shape (N, 3), got {self.xyz.shape}, {self.rgb.shape}"
+            )
         if self.confidence.shape != (n,) or self.view_index.shape != (n,):
             raise ValueError(
                 f"expected confidence and view_index of shape ({n},), "
@@ -63,7 +65,9 @@ class PointCloud:
         )
 
     def select(self, mask: np.ndarray) -> PointCloud:
-        return PointCloud(self.xyz[mask], self.rgb[mask], self.confidence[mask], self.view_index[mask])
+        return PointCloud(
+            self.xyz[mask], self.rgb[mask], self.confidence[mask], self.view_index[mask]
+        )
 
 
 @dataclass

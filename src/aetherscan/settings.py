@@ -25,7 +25,9 @@ class Settings(BaseSettings):
     engine: EngineName = "auto"
     weights: str = Field(DEFAULT_WEIGHTS, description="Fast3R model folder or Hugging Face hub id")
     device: str = Field("auto", description="'auto' (CUDA when present), 'cpu', 'cuda', 'cuda:1'")
-    dtype: DtypeName = Field("auto", description="inference dtype; auto = bf16 on CUDA, fp32 on CPU")
+    dtype: DtypeName = Field(
+        "auto", description="inference dtype; auto = bf16 on CUDA, fp32 on CPU"
+    )
     image_size: Literal[512, 384, 224] = 512
     min_confidence: float = Field(1.0, description="keep points with confidence >= this")
     max_points_per_view: int | Literal["all"] = 10_000

@@ -1,1 +1,67 @@
-"""Engines: photos in, Reconstruction out."""
+"""Engines: photos in, Reconstruction out. ``create_engine`` picks and builds one by name."""
+
+from __future__ import annotations
+
+import logging
+from typing import Literal
+
+from aetherscan.engines.base import Cancelled, Engine, EngineError, Observer, Photo
+
+__all__ = [
+    "Cancelled",
+    "Engine",
+    "EngineError",
+    "Observer",
+    "Photo",
+    "create_engine",
+    "resolve_engine",
+]
+
+log = logging.getLogger(__name__)
+
+
+def resolve_engine(name: str, weights: str) -> Literal["fast3r", "colmap"]:
+    """The engine that ``name`` stands for: ``auto`` is Fast3R where its weights are found locally
+    (a model folder, or the hub id already in the Hugging Face cache), COLMAP otherwise."""
+    if name in ("fast3r", "colmap"):
+        return name  # type: ignore[return-value]
+    if name != "auto":
+        raise EngineError(f"unknown engine {name!r}; choose auto, fast3r or colmap")
+    from aetherscan.models.hub import find_local_weights
+
+    if find_local_weights(weights) is not None:
+        return "fast3r"
+    log.info("Fast3R weights %r not found locally: using the COLMAP engine", weights)
+    return "colmap"
+
+
+def create_engine(
+    name: str = "auto",
+    *,
+    weights: str | None = None,
+    device: str = "auto",
+    dtype: str = "auto",
+    image_size: int = 512,
+    min_confidence: float = 1.0,
+    max_points_per_view: int | Literal["all"] = 10_000,
+    colmap_max_image_px: int = 1024,
+) -> Engine:
+    """Build the engine ``name`` (auto, fast3r or colmap) with its options."""
+    from aetherscan.settings import DEFAULT_WEIGHTS
+
+    weights = weights or DEFAULT_WEIGHTS
+    resolved = resolve_engine(name, weights)
+    if resolved == "fast3r":
+        from aetherscan.engines.fast3r import Fast3REngine
+
+        return Fast3REngine(
+            weights=weights,
+            device=device,
+            dtype=dtype,
+            image_size=image_size,
+            min_confidence=min_confidence,
+            max_points_per_view=max_points_per_view,
+        )
+    from aetherscan.engines.colmap import ColmapEngine
+
+    return ColmapEngine(max_image_px=colmap_max_image_px)
