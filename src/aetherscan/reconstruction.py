@@ -14,8 +14,10 @@ Conventions, once for the whole code base (see docs/exports.md):
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -144,3 +146,44 @@ class Reconstruction:
         return PointCloud(
             view.points, view.colors, view.confidence, np.full(len(view.points), index, np.int32)
         )
+
+
+_VIEW_ARRAYS = ("K", "cam_from_world", "points", "colors", "confidence")
+_VIEW_MAPS = ("depth", "depth_confidence", "depth_K")
+
+
+def save_reconstruction(reconstruction: Reconstruction, path: Path) -> None:
+    """Write a Reconstruction to one .npz file (arrays) with a JSON header; load_reconstruction reads it."""
+    arrays: dict[str, np.ndarray] = {}
+    header = {
+        "engine": reconstruction.engine,
+        "timings_s": reconstruction.timings_s,
+        "dropped": [{"name": d.name, "reason": d.reason} for d in reconstruction.dropped],
+        "views": [],
+    }
+    for i, view in enumerate(reconstruction.views):
+        header["views"].append({"name": view.name, "width": view.width, "height": view.height})
+        for key in _VIEW_ARRAYS + _VIEW_MAPS:
+            value = getattr(view, key)
+            if value is not None:
+                arrays[f"{i}/{key}"] = value
+    arrays["header"] = np.frombuffer(json.dumps(header).encode(), np.uint8)
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez(tmp, **arrays)
+    tmp.replace(path)
+
+
+def load_reconstruction(path: Path) -> Reconstruction:
+    with np.load(path) as data:
+        header = json.loads(data["header"].tobytes())
+        views = []
+        for i, meta in enumerate(header["views"]):
+            fields = {key: data[f"{i}/{key}"] for key in _VIEW_ARRAYS}
+            maps = {key: data[f"{i}/{key}"] for key in _VIEW_MAPS if f"{i}/{key}" in data}
+            views.append(View(**meta, **fields, **maps))
+    return Reconstruction(
+        engine=header["engine"],
+        views=views,
+        dropped=[DroppedPhoto(**d) for d in header["dropped"]],
+        timings_s=header["timings_s"],
+    )
