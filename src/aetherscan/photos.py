@@ -76,15 +76,18 @@ def _open(source: Path | bytes, max_megapixels: float) -> Image.Image:
             f"not an image in a supported format ({', '.join(SUPPORTED_FORMATS)})"
         ) from exc
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise PhotoError(f"the image is too large to decode safely ({exc})") from exc
+        raise PhotoError(
+            f"the image has more pixels than the limit of {max_megapixels:g} MP "
+            f"(setting max_photo_megapixels) or than can be decoded safely ({exc})"
+        ) from exc
     except OSError as exc:
         raise PhotoError(f"the image cannot be read ({exc})") from exc
     width, height = image.size
     if width * height > max_megapixels * 1e6:
         image.close()
         raise PhotoError(
-            f"the image has {width}x{height} pixels ({width * height / 1e6:.0f} MP), more than the "
-            f"limit of {max_megapixels:g} MP (setting max_photo_megapixels)"
+            f"the image has {width}x{height} pixels ({width * height / 1e6:.0f} MP), more pixels than "
+            f"the limit of {max_megapixels:g} MP (setting max_photo_megapixels)"
         )
     if min(width, height) < MIN_SIDE_PX:
         image.close()
