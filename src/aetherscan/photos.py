@@ -48,7 +48,7 @@ def open_photo(source: Path | bytes, *, max_megapixels: float = 100.0) -> Image.
         try:
             image.load()
             upright = ImageOps.exif_transpose(image)
-        except (OSError, SyntaxError, ValueError) as exc:
+        except Exception as exc:  # OSError, SyntaxError, struct.error, ... from Pillow's plugins
             raise PhotoError(f"the image data is damaged or truncated ({exc})") from exc
         return _to_rgb(upright)
 
@@ -80,7 +80,7 @@ def _open(source: Path | bytes, max_megapixels: float) -> Image.Image:
             f"the image has more pixels than the limit of {max_megapixels:g} MP "
             f"(setting max_photo_megapixels) or than can be decoded safely ({exc})"
         ) from exc
-    except OSError as exc:
+    except Exception as exc:  # Pillow's plugins raise many types on hostile input
         raise PhotoError(f"the image cannot be read ({exc})") from exc
     width, height = image.size
     if width * height > max_megapixels * 1e6:
