@@ -255,11 +255,19 @@ def test_refuses_too_few_and_too_many_photos(photos, tmp_path):
         engine.reconstruct([photos[0], Photo("broken.jpg", broken)])
 
 
+def test_no_placed_view_is_an_error(photos):
+    model = ExactPointmaps(global_conf_scale=[0.01, 0.01, 0.01])
+    with pytest.raises(EngineError, match="could not place any"):
+        _engine(model).reconstruct(photos)
+
+
 def test_bad_options_are_refused():
     with pytest.raises(EngineError, match="image_size"):
         Fast3REngine(ExactPointmaps(), device="cpu", image_size=256)
     with pytest.raises(EngineError, match="max_points_per_view"):
         Fast3REngine(ExactPointmaps(), device="cpu", max_points_per_view=0)
+    with pytest.raises(EngineError, match="unknown device"):
+        Fast3REngine(ExactPointmaps(), device="gpu0")
     with pytest.raises(EngineError, match="dtype"):
         Fast3REngine(ExactPointmaps(), device="cpu", dtype="int8")
     if not torch.cuda.is_available():

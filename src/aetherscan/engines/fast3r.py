@@ -78,7 +78,10 @@ class _ViewMaps:
 def resolve_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    resolved = torch.device(device)
+    try:
+        resolved = torch.device(device)
+    except RuntimeError as exc:
+        raise EngineError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N") from exc
     if resolved.type == "cuda" and not torch.cuda.is_available():
         raise EngineError(f"device {device!r} was asked for, but this machine has no CUDA GPU")
     return resolved
@@ -163,6 +166,11 @@ class Fast3REngine:
         poses, pose_drops = self._poses(maps, inputs, observer)
         timings["poses"] = time.perf_counter() - clock
 
+        if not poses:
+            reasons = "; ".join(
+                f"{kept_photos[i].name}: {pose_drops[i]}" for i in sorted(pose_drops)
+            )
+            raise EngineError(f"Fast3R could not place any of the photos ({reasons})")
         views: list[View] = []
         clock = time.perf_counter()
         observer.progress("points", _STAGE_START["points"], "Gathering the point cloud")
