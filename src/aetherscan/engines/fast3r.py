@@ -1,0 +1,390 @@
+"""The Fast3R engine: all photos through the network in one forward pass, then cameras and points.
+
+Post-processing follows the original demo (SPEC §4):
+
+1. One shared focal length from view 0's global pointmap (Weiszfeld), principal point at the
+   centre of each model image.
+2. Each view's ``cam_from_world`` by RANSAC-PnP (SQPnP) of its global pointmap against its pixels.
+3. Each view's local pointmap moved into the world by a similarity fitted on its 15 % most
+   confident global points; the cloud is made of these aligned local points, coloured by the input
+   pixels and ranked by the local head's confidence (their own confidence).
+
+Decisions beyond the original, stated once:
+
+* A view whose global confidence never reaches ``min_view_confidence`` (1.5, the original
+  viewer's threshold for hiding a view) is dropped: the network did not place it. So is a view
+  whose PnP fails (the original keeps it with an identity pose, which is wrong). Each drop is
+  reported in ``Reconstruction.dropped`` with the reason. View 0 still defines the world frame
+  when it is dropped.
+* Points need ``confidence >= min_confidence``; then the ``max_points_per_view`` most confident
+  ones per view are kept. Each view's points are stored in descending confidence.
+* ``K`` is mapped from the model crop to the original photo; Fast3R's pixel grid puts pixel
+  centres at integers (OpenCV), AetherScan at +0.5 (``geometry.camera``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from aetherscan.engines.base import EngineError, Observer, Photo
+from aetherscan.geometry.align import align_local_to_global
+from aetherscan.geometry.camera import (
+    crop_K_to_photo_K,
+    intrinsics_matrix,
+    opencv_K_to_colmap_K,
+    transform_points,
+)
+from aetherscan.geometry.focal import estimate_focal
+from aetherscan.geometry.pnp import solve_pnp
+from aetherscan.models.preprocess import IMAGE_SIZES, ModelInput, preprocess
+from aetherscan.photos import PhotoError, open_photo
+from aetherscan.reconstruction import DroppedPhoto, PointCloud, Reconstruction, View
+
+log = logging.getLogger(__name__)
+
+MIN_PHOTOS = 2
+MAX_PHOTOS = 1000  # rows of the image-index embedding table (SPEC §2.3)
+MIN_VIEW_CONFIDENCE = 1.5
+PNP_ITERATIONS = 100
+PNP_REPROJECTION_PX = 5.0
+ALIGN_TOP_FRACTION = 0.15
+
+_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+# Share of the whole job's progress at the start of each stage.
+_STAGE_START = {"load": 0.0, "inference": 0.1, "poses": 0.7, "points": 0.85, "done": 1.0}
+
+
+@dataclass
+class _ViewMaps:
+    """One view's network output on the CPU, float32."""
+
+    global_pts: np.ndarray  # (H, W, 3) in view 0's camera frame
+    global_conf: np.ndarray  # (H, W)
+    local_pts: np.ndarray  # (H, W, 3) in the view's own camera frame, own scale
+    local_conf: np.ndarray  # (H, W)
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except RuntimeError as exc:
+        raise EngineError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N") from exc
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise EngineError(f"device {device!r} was asked for, but this machine has no CUDA GPU")
+    return resolved
+
+
+def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
+    if dtype == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    if dtype not in _DTYPES:
+        raise EngineError(f"unknown dtype {dtype!r}; choose auto, fp32, bf16 or fp16")
+    return _DTYPES[dtype]
+
+
+class Fast3REngine:
+    """Photos to a Reconstruction with the Fast3R network; the model loads once, here."""
+
+    name = "fast3r"
+
+    def __init__(
+        self,
+        weights: str | Path | torch.nn.Module,
+        device: str = "auto",
+        dtype: str = "auto",
+        image_size: int = 512,
+        min_confidence: float = 1.0,
+        max_points_per_view: int | Literal["all"] = 10_000,
+        seed: int | None = None,
+        min_view_confidence: float = MIN_VIEW_CONFIDENCE,
+    ) -> None:
+        """``weights``: a model folder, a Hugging Face hub id, or a model already built (tests).
+
+        ``seed`` makes the random image-index embedding (and so the result) reproducible.
+        """
+        if image_size not in IMAGE_SIZES:
+            raise EngineError(f"image_size must be one of {IMAGE_SIZES}, got {image_size}")
+        if max_points_per_view != "all" and (
+            not isinstance(max_points_per_view, int) or max_points_per_view < 1
+        ):
+            raise EngineError(
+                f"max_points_per_view must be a positive integer or 'all', got {max_points_per_view!r}"
+            )
+        self.device = resolve_device(device)
+        self.dtype = resolve_dtype(dtype, self.device)
+        self.image_size = image_size
+        self.min_confidence = float(min_confidence)
+        self.max_points_per_view = max_points_per_view
+        self.seed = seed
+        self.min_view_confidence = float(min_view_confidence)
+        if isinstance(weights, torch.nn.Module):
+            self.model = weights.to(self.device).eval()
+        else:
+            self.model = _load_model(weights, self.device)
+
+    # -- the job
+
+    def reconstruct(
+        self, photos: Sequence[Photo], observer: Observer | None = None
+    ) -> Reconstruction:
+        observer = observer or Observer()
+        if len(photos) < MIN_PHOTOS:
+            raise EngineError(
+                f"Fast3R needs at least {MIN_PHOTOS} photos of the scene, got {len(photos)}"
+            )
+        if len(photos) > MAX_PHOTOS:
+            raise EngineError(
+                f"Fast3R takes at most {MAX_PHOTOS} photos in one reconstruction, got "
+                f"{len(photos)}; pick fewer or split the set"
+            )
+        timings: dict[str, float] = {}
+        started = time.perf_counter()
+
+        clock = time.perf_counter()
+        inputs, kept_photos, dropped = self._load(photos, observer)
+        timings["load"] = time.perf_counter() - clock
+
+        clock = time.perf_counter()
+        observer.progress("inference", _STAGE_START["inference"], f"Fast3R on {len(inputs)} photos")
+        maps = self._infer([x.image for x in inputs])
+        timings["inference"] = time.perf_counter() - clock
+
+        clock = time.perf_counter()
+        poses, pose_drops = self._poses(maps, inputs, observer)
+        timings["poses"] = time.perf_counter() - clock
+
+        if not poses:
+            reasons = "; ".join(
+                f"{kept_photos[i].name}: {pose_drops[i]}" for i in sorted(pose_drops)
+            )
+            raise EngineError(f"Fast3R could not place any of the photos ({reasons})")
+        views: list[View] = []
+        clock = time.perf_counter()
+        observer.progress("points", _STAGE_START["points"], "Gathering the point cloud")
+        placed = [i for i in range(len(inputs)) if i not in pose_drops]
+        for count, i in enumerate(placed):
+            view = self._view(kept_photos[i], inputs[i], maps[i], poses[i])
+            views.append(view)
+            observer.points(
+                PointCloud(
+                    view.points,
+                    view.colors,
+                    view.confidence,
+                    np.full(len(view.points), len(views) - 1, np.int32),
+                )
+            )
+            observer.progress(
+                "points",
+                _stage_fraction("points", (count + 1) / len(placed)),
+                f"Points of {count + 1} of {len(placed)} photos",
+            )
+        timings["points"] = time.perf_counter() - clock
+        for i in sorted(pose_drops):
+            dropped.append(DroppedPhoto(kept_photos[i].name, pose_drops[i]))
+        timings["total"] = time.perf_counter() - started
+        reconstruction = Reconstruction(
+            engine=self.name, views=views, dropped=dropped, timings_s=timings
+        )
+        observer.progress("done", 1.0, f"{len(views)} cameras, {reconstruction.num_points} points")
+        return reconstruction
+
+    # -- stages
+
+    def _load(
+        self, photos: Sequence[Photo], observer: Observer
+    ) -> tuple[list[ModelInput], list[Photo], list[DroppedPhoto]]:
+        inputs: list[ModelInput] = []
+        kept: list[Photo] = []
+        dropped: list[DroppedPhoto] = []
+        for i, photo in enumerate(photos):
+            observer.progress(
+                "load",
+                _stage_fraction("load", i / len(photos)),
+                f"Reading photo {i + 1} of {len(photos)}",
+            )
+            try:
+                inputs.append(preprocess(open_photo(photo.path), self.image_size))
+            except (PhotoError, ValueError, OSError) as exc:
+                log.warning("dropping %s: %s", photo.name, exc)
+                dropped.append(DroppedPhoto(photo.name, f"cannot be used as a photo: {exc}"))
+                continue
+            kept.append(photo)
+        if len(inputs) < MIN_PHOTOS:
+            reasons = "; ".join(f"{d.name}: {d.reason}" for d in dropped)
+            raise EngineError(
+                f"only {len(inputs)} of {len(photos)} photos could be read, Fast3R needs at "
+                f"least {MIN_PHOTOS} ({reasons})"
+            )
+        return inputs, kept, dropped
+
+    def _infer(self, images: list[torch.Tensor]) -> list[_ViewMaps]:
+        images = [image.to(self.device) for image in images]
+        with torch.inference_mode(), _autocast(self.device, self.dtype), _seeded(self.seed):
+            preds = self.model(images)
+        if len(preds) != len(images):
+            raise EngineError(f"the model returned {len(preds)} views for {len(images)} photos")
+        maps = []
+        for image, pred in zip(images, preds, strict=True):
+            height, width = image.shape[-2:]
+            maps.append(
+                _ViewMaps(
+                    global_pts=_to_numpy(pred, "pts3d_in_other_view", (1, height, width, 3)),
+                    global_conf=_to_numpy(pred, "conf", (1, height, width)),
+                    local_pts=_to_numpy(pred, "pts3d_local", (1, height, width, 3)),
+                    local_conf=_to_numpy(pred, "conf_local", (1, height, width)),
+                )
+            )
+        return maps
+
+    def _poses(
+        self, maps: list[_ViewMaps], inputs: list[ModelInput], observer: Observer
+    ) -> tuple[dict[int, tuple[np.ndarray, np.ndarray]], dict[int, str]]:
+        """(model K, cam_from_world) per placed view, and the reason for each view not placed."""
+        observer.progress("poses", _STAGE_START["poses"], "Estimating the cameras")
+        focal = estimate_focal(maps[0].global_pts, maps[0].global_conf)
+        log.info("shared focal length: %.1f model pixels", focal)
+        drops: dict[int, str] = {}
+        candidates = []
+        for i, view in enumerate(maps):
+            best = float(np.nanmax(view.global_conf))
+            if not best >= self.min_view_confidence:
+                drops[i] = (
+                    f"Fast3R could not place this photo (confidence at most {best:.2f}, "
+                    f"below {self.min_view_confidence:g}); does it overlap the others?"
+                )
+            else:
+                candidates.append(i)
+
+        def pose(i: int) -> tuple[np.ndarray, np.ndarray] | None:
+            height, width = maps[i].global_conf.shape
+            K = intrinsics_matrix(focal, width / 2, height / 2)
+            v, u = np.mgrid[0:height, 0:width]
+            pixels = np.stack([u, v], axis=-1).astype(np.float64)  # (H, W, 2), OpenCV grid
+            mask = maps[i].global_conf > 1.0  # as the original: practically every pixel
+            result = solve_pnp(
+                maps[i].global_pts[mask],
+                pixels[mask],
+                K,
+                iterations=PNP_ITERATIONS,
+                reprojection_px=PNP_REPROJECTION_PX,
+            )
+            return None if result is None else (K, result.cam_from_world)
+
+        poses: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        workers = max(1, min(8, os.cpu_count() or 1, len(candidates)))
+        with ThreadPoolExecutor(workers) as pool:  # OpenCV releases the GIL
+            try:
+                for done, (i, result) in enumerate(
+                    zip(candidates, pool.map(pose, candidates), strict=True)
+                ):
+                    if result is None:
+                        drops[i] = "its camera pose could not be estimated (PnP failed)"
+                    else:
+                        poses[i] = result
+                    observer.progress(
+                        "poses",
+                        _stage_fraction("poses", (done + 1) / len(candidates)),
+                        f"Camera {done + 1} of {len(candidates)}",
+                    )
+            except BaseException:
+                pool.shutdown(cancel_futures=True)
+                raise
+        return poses, drops
+
+    def _view(
+        self,
+        photo: Photo,
+        model_input: ModelInput,
+        maps: _ViewMaps,
+        pose: tuple[np.ndarray, np.ndarray],
+    ) -> View:
+        K_model_opencv, cam_from_world = pose
+        geometry = model_input.geometry
+        depth_K = opencv_K_to_colmap_K(K_model_opencv)
+        K = crop_K_to_photo_K(depth_K, geometry.scale, geometry.crop_offset)
+
+        aligned, _ = align_local_to_global(
+            maps.local_pts, maps.global_pts, maps.global_conf, top_fraction=ALIGN_TOP_FRACTION
+        )
+        depth = transform_points(cam_from_world, aligned)[..., 2].astype(np.float32)  # (H, W)
+        valid = np.isfinite(aligned).all(axis=-1) & np.isfinite(depth) & (depth > 0)
+        depth = np.where(valid, depth, 0.0).astype(np.float32)
+
+        points = aligned.reshape(-1, 3)
+        colors = model_input.rgb.reshape(-1, 3)
+        confidence = maps.local_conf.reshape(-1).astype(np.float32)
+        keep = np.isfinite(points).all(axis=1) & (confidence >= self.min_confidence)
+        index = np.flatnonzero(keep)
+        order = np.argsort(-confidence[index], kind="stable")
+        if self.max_points_per_view != "all":
+            order = order[: self.max_points_per_view]
+        index = index[order]
+        width, height = geometry.photo_size
+        return View(
+            name=photo.name,
+            width=width,
+            height=height,
+            K=K,
+            cam_from_world=cam_from_world,
+            points=points[index].astype(np.float32),
+            colors=colors[index].astype(np.uint8),
+            confidence=confidence[index],
+            depth=depth,
+            depth_confidence=maps.local_conf.astype(np.float32),
+            depth_K=depth_K,
+        )
+
+
+def _load_model(weights: str | Path, device: torch.device) -> torch.nn.Module:
+    from aetherscan.models import Fast3R
+
+    try:
+        model = Fast3R.from_pretrained(weights, device=device)
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise EngineError(f"cannot load the Fast3R weights {str(weights)!r}: {exc}") from exc
+    return model.eval()
+
+
+def _to_numpy(pred: dict[str, torch.Tensor], key: str, shape: tuple[int, ...]) -> np.ndarray:
+    """Batch item 0 of one model output as float32 on the CPU, after checking its shape."""
+    value = pred[key]
+    if tuple(value.shape) != shape:
+        raise EngineError(f"model output {key!r} has shape {tuple(value.shape)}, expected {shape}")
+    return value[0].float().cpu().numpy()
+
+
+def _stage_fraction(stage: str, within: float) -> float:
+    stages = list(_STAGE_START)
+    start = _STAGE_START[stage]
+    end = _STAGE_START[stages[stages.index(stage) + 1]]
+    return start + (end - start) * min(max(within, 0.0), 1.0)
+
+
+def _autocast(device: torch.device, dtype: torch.dtype) -> Any:
+    if dtype == torch.float32:
+        return torch.autocast(device.type, enabled=False)
+    return torch.autocast(device.type, dtype=dtype)
+
+
+@contextlib.contextmanager
+def _seeded(seed: int | None) -> Iterator[None]:
+    """Seed the global torch RNG (the model draws its image indices there), restoring it after."""
+    if seed is None:
+        yield
+        return
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield

@@ -1,0 +1,135 @@
+"""Fast3REngine end to end with the tiny reference weights on real photos (flowerpot).
+
+The tiny network has random weights, so the cloud means nothing; what is tested is the plumbing
+from photo files to a Reconstruction: views, shapes, intrinsics at photo resolution, rigid poses,
+progress and point batches, and the CLI writing a PLY.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from aetherscan.engines.base import Observer, Photo
+from aetherscan.geometry.camera import is_rigid
+from aetherscan.models.preprocess import plan_crop
+from aetherscan.reconstruction import PointCloud
+
+models = pytest.importorskip("aetherscan.models")
+if not hasattr(models, "Fast3R"):
+    pytest.skip("aetherscan.models.Fast3R is not merged yet", allow_module_level=True)
+
+from aetherscan.engines.fast3r import Fast3REngine  # noqa: E402
+
+FLOWERPOT = Path(__file__).resolve().parents[1] / "fixtures" / "flowerpot"
+
+
+@pytest.fixture(scope="module")
+def tiny_weights(fast3r_reference, tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("tiny_fast3r")
+    shutil.copy(fast3r_reference / "tiny_config.json", folder / "config.json")
+    shutil.copy(fast3r_reference / "tiny_model.safetensors", folder / "model.safetensors")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def photos() -> list[Photo]:
+    files = sorted(FLOWERPOT.glob("*.jpg"))[:3]
+    return [Photo(name=f.name, path=f) for f in files]
+
+
+class Recorder(Observer):
+    def __init__(self):
+        self.stages: list[str] = []
+        self.batches: list[PointCloud] = []
+
+    def progress(self, stage, fraction, message=""):
+        self.stages.append(stage)
+
+    def points(self, cloud):
+        self.batches.append(cloud)
+
+
+@pytest.mark.slow
+def test_tiny_fast3r_engine_end_to_end(tiny_weights, photos):
+    # min_view_confidence 1.0: random weights give low confidences, keep every view here.
+    engine = Fast3REngine(
+        tiny_weights,
+        device="cpu",
+        image_size=224,
+        seed=0,
+        max_points_per_view=2000,
+        min_view_confidence=1.0,
+    )
+    recorder = Recorder()
+    reconstruction = engine.reconstruct(photos, recorder)
+    assert reconstruction.engine == "fast3r"
+    assert len(reconstruction.views) + len(reconstruction.dropped) == len(photos)
+    assert all("pose" in d.reason for d in reconstruction.dropped)
+    assert len(reconstruction.views) >= 2
+    for view in reconstruction.views:
+        photo_size = Image.open(FLOWERPOT / view.name).size  # the fixtures have no EXIF rotation
+        assert (view.width, view.height) == photo_size
+        geometry = plan_crop(photo_size, 224)
+        sx, _ = geometry.scale
+        assert view.K[0, 0] == pytest.approx(view.depth_K[0, 0] / sx)
+        assert view.K[0, 2] == pytest.approx((112.5 + geometry.crop_offset[0]) / sx)
+        assert view.K[1, 2] == pytest.approx(view.height / 2 + 0.5 / sx, abs=1 / sx)
+        assert is_rigid(view.cam_from_world)
+        assert view.depth.shape == view.depth_confidence.shape == (224, 224)
+        assert 0 < len(view.points) <= 2000
+        assert view.points.shape == (len(view.points), 3) and np.isfinite(view.points).all()
+        assert view.confidence.min() >= 1.0
+    assert recorder.stages[0] == "load" and recorder.stages[-1] == "done"
+    assert {"inference", "poses", "points"} <= set(recorder.stages)
+    union = PointCloud.concatenate(recorder.batches)
+    cloud = reconstruction.point_cloud()
+    np.testing.assert_array_equal(union.xyz, cloud.xyz)
+    np.testing.assert_array_equal(union.view_index, cloud.view_index)
+
+    again = engine.reconstruct(photos)  # the same seed gives the same image indices
+    np.testing.assert_array_equal(again.point_cloud().xyz, cloud.xyz)
+
+
+@pytest.mark.slow
+def test_cli_reconstruct_writes_ply_and_cameras(tiny_weights, tmp_path):
+    from aetherscan.cli import main
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for f in sorted(FLOWERPOT.glob("*.jpg"))[:3]:
+        shutil.copy(f, folder / f.name)
+    output, cameras = tmp_path / "scene.ply", tmp_path / "cameras.json"
+    code = main(
+        [
+            "reconstruct",
+            str(folder),
+            "-o",
+            str(output),
+            "--cameras",
+            str(cameras),
+            "--engine",
+            "fast3r",
+            "--weights",
+            str(tiny_weights),
+            "--device",
+            "cpu",
+            "--image-size",
+            "224",
+            "--max-points-per-view",
+            "1000",
+        ]
+    )
+    assert code == 0
+    document = json.loads(cameras.read_text())
+    header = output.read_bytes()[:400].split(b"end_header\n")[0].decode()
+    assert "format binary_little_endian 1.0" in header
+    num_points = int(header.split("element vertex ")[1].split()[0])
+    assert 0 < num_points <= 1000 * len(document["cameras"])
+    assert {c["name"] for c in document["cameras"]} <= {f.name for f in folder.iterdir()}
+    assert all(np.asarray(c["K"]).shape == (3, 3) for c in document["cameras"])

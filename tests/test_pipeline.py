@@ -1,0 +1,167 @@
+"""The Python API and ``aetherscan reconstruct``, with an engine that makes up a small scene."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+from plyfile import PlyData
+
+import aetherscan.pipeline as pipeline
+from aetherscan.cli import main
+from aetherscan.engines.base import EngineError, Observer, Photo
+from aetherscan.reconstruction import DroppedPhoto, PointCloud, Reconstruction, View
+
+
+class MadeUpEngine:
+    """Two cameras and a few points per photo; records what it was given."""
+
+    name = "made-up"
+
+    def __init__(self):
+        self.photos: list[Photo] = []
+
+    def reconstruct(self, photos, observer=None):
+        observer = observer or Observer()
+        self.photos = list(photos)
+        if len(photos) < 2:
+            raise EngineError("need at least 2 photos")
+        views = []
+        for i, photo in enumerate(photos):
+            observer.progress("inference", (i + 1) / (len(photos) + 1), photo.name)
+            width, height = Image.open(photo.path).size
+            pose = np.eye(4)
+            pose[0, 3] = i
+            views.append(
+                View(
+                    name=photo.name,
+                    width=width,
+                    height=height,
+                    K=np.array([[50.0, 0, width / 2], [0, 50.0, height / 2], [0, 0, 1]]),
+                    cam_from_world=pose,
+                    points=np.full((5, 3), i, np.float32),
+                    colors=np.full((5, 3), 10 * i, np.uint8),
+                    confidence=np.linspace(5, 1, 5).astype(np.float32),
+                )
+            )
+            observer.points(
+                PointCloud(
+                    views[-1].points,
+                    views[-1].colors,
+                    views[-1].confidence,
+                    np.full(5, i, np.int32),
+                )
+            )
+        observer.progress("done", 1.0)
+        return Reconstruction(self.name, views, [DroppedPhoto("x.jpg", "made up")], {"total": 0.1})
+
+
+@pytest.fixture
+def photo_folder(tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for name, size in [("b.jpg", (40, 30)), ("a.PNG", (30, 40)), ("c.webp", (32, 32))]:
+        Image.new("RGB", size, (200, 100, 50)).save(folder / name)
+    (folder / "notes.txt").write_text("not a photo")
+    (folder / ".hidden.jpg").write_bytes(b"")
+    (folder / "sub").mkdir()
+    Image.new("RGB", (32, 32)).save(folder / "sub" / "d.jpg")
+    return folder
+
+
+def test_find_photos_expands_folders_sorted_and_keeps_files_in_order(photo_folder, tmp_path):
+    extra = tmp_path / "z.jpg"
+    Image.new("RGB", (20, 20)).save(extra)
+    found = pipeline.find_photos([extra, photo_folder])
+    assert [p.name for p in found] == ["z.jpg", "a.PNG", "b.jpg", "c.webp"]
+    with pytest.raises(FileNotFoundError, match="missing"):
+        pipeline.find_photos([tmp_path / "missing"])
+
+
+def test_photos_with_the_same_file_name_get_distinct_names(tmp_path):
+    for folder in ("one", "two"):
+        (tmp_path / folder).mkdir()
+        Image.new("RGB", (20, 20)).save(tmp_path / folder / "img.jpg")
+    photos = pipeline.photos_from_paths([tmp_path / "one", tmp_path / "two"])
+    assert len({p.name for p in photos}) == 2
+
+
+def test_reconstruct_api_with_an_engine_object(photo_folder):
+    engine = MadeUpEngine()
+    result = pipeline.reconstruct([photo_folder], engine)
+    assert [p.name for p in engine.photos] == ["a.PNG", "b.jpg", "c.webp"]
+    assert len(result.views) == 3
+    with pytest.raises(TypeError, match="options"):
+        pipeline.reconstruct([photo_folder], engine, image_size=224)
+
+
+def test_reconstruct_api_builds_engines_by_name(photo_folder, monkeypatch):
+    seen = {}
+
+    def fake_create_engine(name, **options):
+        seen.update(options, name=name)
+        return MadeUpEngine()
+
+    monkeypatch.setattr(pipeline, "create_engine", fake_create_engine)
+    pipeline.reconstruct([photo_folder], "fast3r", image_size=224, min_confidence=2.0)
+    assert seen == {"name": "fast3r", "image_size": 224, "min_confidence": 2.0}
+
+
+def test_cli_reconstruct_writes_ply_cameras_and_progress(
+    photo_folder, tmp_path, monkeypatch, capsys
+):
+    seen = {}
+
+    def fake_create_engine(name, **options):
+        seen.update(options, name=name)
+        return MadeUpEngine()
+
+    monkeypatch.setattr(pipeline, "create_engine", fake_create_engine)
+    output, cameras = tmp_path / "out" / "scene.ply", tmp_path / "cameras.json"
+    code = main(
+        [
+            "reconstruct",
+            str(photo_folder),
+            "-o",
+            str(output),
+            "--cameras",
+            str(cameras),
+            "--image-size",
+            "384",
+            "--max-points-per-view",
+            "all",
+            "--device",
+            "cpu",
+        ]
+    )
+    assert code == 0
+    assert seen["name"] == "auto" and seen["image_size"] == 384
+    assert seen["max_points_per_view"] == "all" and seen["device"] == "cpu"
+    ply = PlyData.read(output)
+    assert ply.text is False and ply.byte_order == "<"
+    vertex = ply["vertex"]
+    assert len(vertex) == 15
+    np.testing.assert_array_equal(vertex["x"], np.repeat([0.0, 1.0, 2.0], 5))
+    np.testing.assert_array_equal(vertex["green"], np.repeat([0, 10, 20], 5))
+    document = json.loads(cameras.read_text())
+    assert [c["name"] for c in document["cameras"]] == ["a.PNG", "b.jpg", "c.webp"]
+    assert document["cameras"][0]["width"] == 30 and document["cameras"][0]["height"] == 40
+    assert np.asarray(document["cameras"][2]["cam_from_world"])[0, 3] == 2
+    err = capsys.readouterr().err
+    assert "100%" in err and "3 cameras, 15 points" in err and "x.jpg: made up" in err
+
+
+def test_cli_reconstruct_reports_refusals(photo_folder, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(pipeline, "create_engine", lambda name, **options: MadeUpEngine())
+    single = tmp_path / "single"
+    single.mkdir()
+    Image.new("RGB", (20, 20)).save(single / "only.jpg")
+    assert main(["reconstruct", str(single), "-o", str(tmp_path / "s.ply")]) == 1
+    assert "need at least 2 photos" in capsys.readouterr().err
+    assert main(["reconstruct", str(tmp_path / "nothing"), "-o", str(tmp_path / "s.ply")]) == 2
+    assert "no such photo or folder" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert main(["reconstruct", str(tmp_path / "empty")]) == 2
+    assert "no photos found" in capsys.readouterr().err
