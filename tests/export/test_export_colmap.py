@@ -129,3 +129,21 @@ def test_qvec_matches_pycolmap_rotation(seed):
     back = pycolmap.Rotation3d(np.r_[qvec[1:], qvec[0]]).matrix()
     np.testing.assert_allclose(back, R, atol=1e-12)
     assert qvec[0] >= 0
+
+
+@pytest.mark.parametrize("binary", [True, False])
+def test_a_view_without_points_is_an_image_without_observations(scene, tmp_path, binary):
+    view = scene.views[2]
+    view.points, view.colors, view.confidence = (
+        view.points[:0],
+        view.colors[:0],
+        view.confidence[:0],
+    )
+    write_colmap_model(scene, tmp_path, binary=binary)
+    rec = pycolmap.Reconstruction(tmp_path)
+    assert rec.num_points3D() == scene.num_points
+    image = next(i for i in rec.images.values() if i.name == view.name)
+    assert image.num_points2D() == 0 and image.has_pose
+    for other in scene.views[3:]:  # the views after it keep their own observations
+        image = next(i for i in rec.images.values() if i.name == other.name)
+        assert image.num_points3D == len(other.points)

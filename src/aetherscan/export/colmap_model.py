@@ -106,6 +106,12 @@ def write_colmap_model(
     max_points: int = MAX_POINTS,
 ) -> None:
     """Write cameras, images and points3D (.bin or .txt) into ``folder``."""
+    if not binary and not text_names_ok(reconstruction.views):
+        spaced = [view.name for view in reconstruction.views if not text_names_ok([view])]
+        raise ValueError(
+            f"COLMAP's text model cannot hold photo names with spaces ({', '.join(spaced)}); "
+            "use the binary model"
+        )
     cameras, camera_ids = _cameras(reconstruction.views)
     images, points = _images_and_points(reconstruction, camera_ids, min_confidence, max_points)
     folder.mkdir(parents=True, exist_ok=True)
@@ -167,37 +173,38 @@ def _images_and_points(
     min_confidence: float,
     max_points: int,
 ) -> tuple[list[_Image], _Points]:
-    cloud = reconstruction.point_cloud(min_confidence)
+    cloud = reconstruction.point_cloud(min_confidence)  # grouped by view, in view order
     if len(cloud) > max_points:
         keep = np.random.default_rng(0).choice(len(cloud), max_points, replace=False)
         cloud = cloud.select(np.sort(keep))
-    images = []
-    chunks = []
-    next_id = 1
+    xyz = cloud.xyz.astype(np.float64)
+    xy = np.zeros((len(cloud), 2))
+    visible = np.zeros(len(cloud), bool)
     for index, view in enumerate(reconstruction.views):
-        own = np.flatnonzero(cloud.view_index == index)
-        xyz = cloud.xyz[own].astype(np.float64)
-        xy, visible = _project(view, xyz)
-        own, xyz, xy = own[visible], xyz[visible], xy[visible]
-        ids = np.arange(next_id, next_id + len(own), dtype=np.uint64)
-        next_id += len(own)
+        own = cloud.view_index == index
+        xy[own], visible[own] = _project(view, xyz[own])
+    if not visible.all():
+        log.info("COLMAP model: %d points outside their own photo left out", (~visible).sum())
+    cloud, xyz, xy = cloud.select(visible), xyz[visible], xy[visible]
+    ids = np.arange(1, len(cloud) + 1, dtype=np.uint64)
+    # A point's index among its image's 2D points: its place within its view's group.
+    first_of_view = np.searchsorted(cloud.view_index, np.arange(len(reconstruction.views)))
+    point2d_indices = np.arange(len(cloud)) - first_of_view[cloud.view_index]
+
+    images = []
+    for index, view in enumerate(reconstruction.views):
+        own = cloud.view_index == index
         qvec = rotation_to_qvec(view.cam_from_world[:3, :3])
         tvec = np.asarray(view.cam_from_world[:3, 3], dtype=np.float64)
-        images.append(_Image(index + 1, camera_ids[index], view.name, qvec, tvec, xy, ids))
-        chunks.append((ids, xyz, cloud.rgb[own], index + 1))
-    left_out = len(cloud) - (next_id - 1)
-    if left_out:
-        log.info("COLMAP model: %d points do not project into their own photo, left out", left_out)
+        images.append(
+            _Image(index + 1, camera_ids[index], view.name, qvec, tvec, xy[own], ids[own])
+        )
     points = _Points(
-        ids=np.concatenate([c[0] for c in chunks]) if chunks else np.zeros(0, np.uint64),
-        xyz=np.concatenate([c[1] for c in chunks]) if chunks else np.zeros((0, 3)),
-        rgb=np.concatenate([c[2] for c in chunks]) if chunks else np.zeros((0, 3), np.uint8),
-        image_ids=np.concatenate(
-            [np.full(len(c[0]), c[3], np.uint32) for c in chunks] or [np.zeros(0, np.uint32)]
-        ),
-        point2d_indices=np.concatenate(
-            [np.arange(len(c[0]), dtype=np.uint32) for c in chunks] or [np.zeros(0, np.uint32)]
-        ),
+        ids=ids,
+        xyz=xyz,
+        rgb=cloud.rgb,
+        image_ids=(cloud.view_index + 1).astype(np.uint32),
+        point2d_indices=point2d_indices.astype(np.uint32),
     )
     return images, points
 
@@ -259,12 +266,6 @@ def text_names_ok(views: Sequence[View]) -> bool:
 def _write_text(
     folder: Path, cameras: list[_Camera], images: list[_Image], points: _Points
 ) -> None:
-    spaced = [image.name for image in images if any(c.isspace() for c in image.name)]
-    if spaced:
-        raise ValueError(
-            f"COLMAP's text model cannot hold photo names with spaces ({', '.join(spaced)}); "
-            "use the binary model"
-        )
     lines = [
         "# Camera list with one line of data per camera:",
         "#   CAMERA_ID, MODEL, WIDTH, HEIGHT, PARAMS[]",

@@ -40,7 +40,7 @@ def file_in(folder: Path, name: str) -> Path:
 def copy_photos(views: Sequence[View], photos: Mapping[str, Path] | None, folder: Path) -> None:
     """Copy every view's photo to ``folder/<view name>``; no photos given, nothing copied."""
     if photos is None:
-        log.warning("no photos given: the export refers to photos it does not contain")
+        log.info("no photos given: the export refers to photos it does not contain")
         return
     missing = [view.name for view in views if view.name not in photos]
     if missing:
