@@ -32,6 +32,7 @@ _FLOAT, _UNSIGNED_BYTE, _UNSIGNED_SHORT = 5126, 5121, 5123
 _ARRAY_BUFFER, _ELEMENT_ARRAY_BUFFER = 34962, 34963
 _POINTS, _LINES = 0, 1
 _FRUSTUM_COLOR = [1.0, 0.45, 0.1, 1.0]
+_FLIP_YZ_32 = FLIP_YZ.diagonal()[:3].astype(np.float32)  # world x, y, z -> glTF x, -y, -z
 _FRUSTUM_SCALE = 0.1  # frustum depth as a fraction of the typical point depth
 
 
@@ -49,9 +50,7 @@ def export_glb(reconstruction: Reconstruction, path: Path, *, min_confidence: fl
     ]
     gltf.document["extensionsUsed"] = ["KHR_materials_unlit"]
     if len(cloud):
-        position = gltf.add_accessor(
-            (cloud.xyz * FLIP_YZ.diagonal()[:3]).astype(np.float32), "VEC3", bounds=True
-        )
+        position = gltf.add_accessor(cloud.xyz * _FLIP_YZ_32, "VEC3", bounds=True)
         rgba = np.concatenate([cloud.rgb, np.full((len(cloud), 1), 255, np.uint8)], axis=1)
         color = gltf.add_accessor(rgba, "VEC4", normalized=True)
         mesh = gltf.add_mesh(
@@ -172,8 +171,9 @@ class _Gltf:
 
     def _append(self, data: bytes) -> None:
         # Every bufferView starts on a 4-byte boundary, as glTF asks of vertex attributes.
-        self.chunks.append(data + b"\0" * (-len(data) % 4))
-        self.length += len(self.chunks[-1])
+        padding = b"\0" * (-len(data) % 4)
+        self.chunks += [data, padding]
+        self.length += len(data) + len(padding)
 
     def write(self, path: Path) -> Path:
         # glTF allows no empty arrays and no empty buffer: leave out what this scene lacks.
