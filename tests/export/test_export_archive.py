@@ -66,3 +66,11 @@ def test_export_file_picks_the_format_from_the_path(scene, photos, tmp_path):
         export_file(scene, tmp_path / "scene.obj")
     with pytest.raises(ValueError, match="unknown export format"):
         export(scene, "obj", tmp_path / "scene.obj")
+
+
+def test_everything_as_a_folder(scene, photos, tmp_path):
+    folder = export(scene, "all", tmp_path / "scene", photos=photos)
+    assert (folder / "transforms.json").is_file() and (
+        folder / "sparse" / "0" / "points3D.txt"
+    ).is_file()
+    assert pycolmap.Reconstruction(folder / "sparse" / "0").num_images() == len(scene.views)

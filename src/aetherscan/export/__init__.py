@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import NamedTuple
 
-from aetherscan.export.archive import export_archive, zip_folder
+from aetherscan.export.archive import write_everything, zip_folder
 from aetherscan.export.axes import opencv_to_opengl
 from aetherscan.export.cameras_json import export_cameras_json
 from aetherscan.export.colmap_model import export_colmap
@@ -75,14 +75,14 @@ def export(
 ) -> Path:
     """Write ``reconstruction`` as ``fmt`` (a key of FORMATS) to ``path``; returns ``path``.
 
-    Folder formats (colmap, colmap_text, nerfstudio, depth) write a zip when ``path`` ends in
-    .zip and a folder otherwise (for nerfstudio, ``path`` may also name the transforms.json).
+    Folder formats (colmap, colmap_text, nerfstudio, depth, all) write a zip when ``path`` ends
+    in .zip and a folder otherwise (for nerfstudio, ``path`` may also name the transforms.json).
     """
     if fmt not in FORMATS:
         raise ValueError(f"unknown export format {fmt!r}; the formats are {', '.join(FORMATS)}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    if fmt == "all" or not FORMATS[fmt].filename.endswith(".zip"):
+    if not FORMATS[fmt].filename.endswith(".zip"):
         _write(reconstruction, fmt, path, photos, min_confidence)
     elif path.suffix.lower() == ".zip":
         with tempfile.TemporaryDirectory(dir=path.parent, prefix=".export-") as tmp:
@@ -149,7 +149,7 @@ def _write(
         case "depth":
             export_depth_maps(reconstruction, target)
         case "all":
-            export_archive(reconstruction, target, photos=photos, min_confidence=min_confidence)
+            write_everything(reconstruction, target, photos=photos, min_confidence=min_confidence)
 
 
 __all__ = [

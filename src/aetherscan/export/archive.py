@@ -1,5 +1,6 @@
-"""One zip archive with every export, laid out so that the unpacked folder is at once a COLMAP
-dataset (``images/`` + ``sparse/0``) and a nerfstudio dataset (``transforms.json``)::
+"""Every export in one folder (``export(..., "all", path)`` zips it when ``path`` is a .zip),
+laid out so that it is at once a COLMAP dataset (``images/`` + ``sparse/0``) and a nerfstudio
+dataset (``transforms.json``)::
 
     README.txt          what each file is, and where the conventions are written
     scene.ply           points (binary PLY with confidence)
@@ -14,7 +15,6 @@ dataset (``images/`` + ``sparse/0``) and a nerfstudio dataset (``transforms.json
 
 from __future__ import annotations
 
-import tempfile
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -46,20 +46,6 @@ z forward); K is in pixels of the upright photo, pixel (0, 0) covering [0, 1) x 
 The world frame and unit are the engine's. All of it is written down in docs/exports.md of
 AetherScan.
 """
-
-
-def export_archive(
-    reconstruction: Reconstruction,
-    path: Path,
-    *,
-    photos: Mapping[str, Path] | None = None,
-    min_confidence: float = 0.0,
-) -> Path:
-    with tempfile.TemporaryDirectory(dir=path.parent, prefix=".export-") as tmp:
-        folder = Path(tmp)
-        write_everything(reconstruction, folder, photos=photos, min_confidence=min_confidence)
-        zip_folder(folder, path)
-    return path
 
 
 def write_everything(

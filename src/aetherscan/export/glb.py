@@ -39,35 +39,33 @@ _FRUSTUM_SCALE = 0.1  # frustum depth as a fraction of the typical point depth
 def export_glb(reconstruction: Reconstruction, path: Path, *, min_confidence: float = 0.0) -> Path:
     cloud = reconstruction.point_cloud(min_confidence)
     gltf = _Gltf()
-    unlit = {"KHR_materials_unlit": {}}
-    gltf.document["materials"] = [
-        {"name": "points", "pbrMetallicRoughness": {"metallicFactor": 0.0}, "extensions": unlit},
-        {
-            "name": "frustums",
-            "pbrMetallicRoughness": {"baseColorFactor": _FRUSTUM_COLOR, "metallicFactor": 0.0},
-            "extensions": unlit,
-        },
-    ]
-    gltf.document["extensionsUsed"] = ["KHR_materials_unlit"]
     if len(cloud):
         position = gltf.add_accessor(cloud.xyz * _FLIP_YZ_32, "VEC3", bounds=True)
         rgba = np.concatenate([cloud.rgb, np.full((len(cloud), 1), 255, np.uint8)], axis=1)
-        color = gltf.add_accessor(rgba, "VEC4", normalized=True)
-        mesh = gltf.add_mesh(
-            "points", {"attributes": {"POSITION": position, "COLOR_0": color}, "mode": _POINTS}
-        )
-        gltf.add_node({"name": "points", "mesh": mesh})
+        primitive = {
+            "attributes": {
+                "POSITION": position,
+                "COLOR_0": gltf.add_accessor(rgba, "VEC4", normalized=True),
+            },
+            "mode": _POINTS,
+            "material": gltf.add_unlit_material("points", [1.0, 1.0, 1.0, 1.0]),
+        }
+        gltf.add_node({"name": "points", "mesh": gltf.add_mesh("points", primitive)})
     depth = _FRUSTUM_SCALE * _typical_depth(reconstruction)
+    frustum_material = None
     for view in reconstruction.views:
+        if frustum_material is None:
+            frustum_material = gltf.add_unlit_material("frustums", _FRUSTUM_COLOR)
         vertices, indices = _frustum_lines(view, depth)
         primitive = {
             "attributes": {"POSITION": gltf.add_accessor(vertices, "VEC3", bounds=True)},
             "indices": gltf.add_accessor(indices, "SCALAR", target=_ELEMENT_ARRAY_BUFFER),
             "mode": _LINES,
-            "material": 1,
+            "material": frustum_material,
         }
-        matrix = (FLIP_YZ @ opencv_to_opengl(view.cam_from_world)).T.reshape(-1).tolist()
-        gltf.add_node(  # glTF matrices are column-major
+        pose = FLIP_YZ @ opencv_to_opengl(view.cam_from_world)
+        matrix = pose.T.reshape(-1).tolist()  # glTF matrices are column-major
+        gltf.add_node(
             {"name": view.name, "matrix": matrix, "mesh": gltf.add_mesh(view.name, primitive)}
         )
         camera = gltf.add_camera(f"{view.name} camera", view, znear=0.01 * depth)
@@ -114,6 +112,7 @@ class _Gltf:
             "scenes": [{"nodes": []}],
             "nodes": [],
             "meshes": [],
+            "materials": [],
             "cameras": [],
             "accessors": [],
             "bufferViews": [],
@@ -150,6 +149,14 @@ class _Gltf:
             accessor["max"] = array.max(axis=0).tolist()
         self.document["accessors"].append(accessor)
         return len(self.document["accessors"]) - 1
+
+    def add_unlit_material(self, name: str, color: list[float]) -> int:
+        pbr = {"baseColorFactor": color, "metallicFactor": 0.0}
+        self.document["materials"].append(
+            {"name": name, "pbrMetallicRoughness": pbr, "extensions": {"KHR_materials_unlit": {}}}
+        )
+        self.document["extensionsUsed"] = ["KHR_materials_unlit"]
+        return len(self.document["materials"]) - 1
 
     def add_mesh(self, name: str, primitive: dict[str, Any]) -> int:
         self.document["meshes"].append({"name": name, "primitives": [primitive]})
