@@ -13,7 +13,9 @@ from __future__ import annotations
 import numpy as np
 
 # diag(1, -1, -1): OpenCV camera axes (x right, y down, z forward) to OpenGL (x right, y up, z back).
-_OPENCV_TO_OPENGL = np.diag([1.0, -1.0, -1.0, 1.0])
+# A half turn about x: OpenCV camera axes (x right, y down, z forward) <-> OpenGL (x right, y up,
+# z back). Its own inverse.
+OPENCV_TO_OPENGL = np.diag([1.0, -1.0, -1.0, 1.0])
 
 
 def intrinsics_matrix(focal_px: float | tuple[float, float], cx: float, cy: float) -> np.ndarray:
@@ -110,4 +112,10 @@ def opencv_to_opengl(cam_from_world: np.ndarray) -> np.ndarray:
     Returns ``gl_cam_from_world``; the viewer's camera matrix is its inverse. The flip is its own
     inverse, so the function also maps OpenGL back to OpenCV.
     """
-    return _OPENCV_TO_OPENGL @ np.asarray(cam_from_world, np.float64)
+    return OPENCV_TO_OPENGL @ np.asarray(cam_from_world, np.float64)
+
+
+def world_from_opengl_cam(cam_from_world: np.ndarray) -> np.ndarray:
+    """Camera-to-world pose with OpenGL camera axes, in the same world frame: the
+    ``transform_matrix`` of nerfstudio / instant-ngp and the matrix of a glTF camera node."""
+    return invert_pose(opencv_to_opengl(cam_from_world))

@@ -1,0 +1,126 @@
+"""Per-view depth and confidence maps, for the views whose engine made them.
+
+For a photo ``<stem>.jpg`` (the full name where two photos share a stem)::
+
+    <folder>/<stem>.npz         depth (h, w) float32, confidence (h, w) float32 where known,
+                                K (3, 3) at the map's resolution, cam_from_world (4, 4),
+                                photo_size (width, height) of the photo
+    <folder>/<stem>.png         16-bit depth: depth = value * depth_step, 0 where unknown
+    <folder>/depth.json         depth_step and every view's files, size and K
+
+Depth is the distance along the camera's z axis, in the reconstruction's world unit (not
+millimetres or metres: Fast3R and COLMAP worlds have no metric scale). One ``depth_step`` for
+all views, the smallest of 1, 2 or 5 times a power of ten that keeps the largest depth below
+65535 steps; it is also in each PNG's ``depth_step`` text chunk.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+from PIL import Image
+from PIL.PngImagePlugin import PngInfo
+
+from aetherscan.export.images import file_in
+from aetherscan.reconstruction import Reconstruction, View
+
+_MAX_STEPS = 65535
+
+
+def has_depth(reconstruction: Reconstruction) -> bool:
+    return any(view.depth is not None for view in reconstruction.views)
+
+
+def depth_step(max_depth: float) -> float:
+    """The smallest step of 1, 2 or 5 times a power of ten with max_depth <= 65535 steps."""
+    if not max_depth > 0:
+        return 1.0
+    exponent = math.floor(math.log10(max_depth / _MAX_STEPS))
+    for power in (exponent, exponent + 1):
+        for mantissa in (1, 2, 5):
+            step = mantissa * 10.0**power
+            if max_depth / step <= _MAX_STEPS:
+                return step
+    raise AssertionError("unreachable: 10 ** (exponent + 1) always suffices")
+
+
+def export_depth_maps(reconstruction: Reconstruction, folder: Path) -> Path:
+    """Write every view's depth map as NPZ and 16-bit PNG into ``folder``, with depth.json."""
+    views = [view for view in reconstruction.views if view.depth is not None]
+    if not views:
+        raise ValueError("this reconstruction has no depth maps (its engine made none)")
+    for view in views:
+        if view.depth_K is None:
+            raise ValueError(f"view {view.name!r} has a depth map without its intrinsics depth_K")
+    step = depth_step(max(_largest_depth(view.depth) for view in views))
+    stems = _file_stems([view.name for view in views])
+    folder.mkdir(parents=True, exist_ok=True)
+    entries = []
+    for view, stem in zip(views, stems, strict=True):
+        npz_path = file_in(folder, stem + ".npz")
+        png_path = file_in(folder, stem + ".png")
+        npz_path.parent.mkdir(parents=True, exist_ok=True)
+        _write_npz(view, npz_path)
+        _write_png(view.depth, step, png_path)
+        height, width = view.depth.shape
+        entries.append(
+            {
+                "name": view.name,
+                "npz": stem + ".npz",
+                "png": stem + ".png",
+                "width": width,
+                "height": height,
+                "K": np.asarray(view.depth_K).tolist(),
+                "cam_from_world": view.cam_from_world.tolist(),
+            }
+        )
+    index = {
+        "depth_step": step,
+        "meaning": (
+            "depth along the camera z axis in the reconstruction's world unit = PNG value * "
+            "depth_step; 0 means unknown. K is at the depth map's resolution, pixel (0, 0) "
+            "covering [0, 1) x [0, 1); cam_from_world in OpenCV axes (docs/exports.md)."
+        ),
+        "views": entries,
+    }
+    (folder / "depth.json").write_text(json.dumps(index, indent=1), encoding="utf-8")
+    return folder
+
+
+def _file_stems(names: list[str]) -> list[str]:
+    stems = [str(PurePosixPath(name).with_suffix("")) for name in names]
+    counts = Counter(stems)
+    return [stem if counts[stem] == 1 else name for stem, name in zip(stems, names, strict=True)]
+
+
+def _largest_depth(depth: np.ndarray) -> float:
+    finite = np.asarray(depth)[np.isfinite(depth)]
+    return float(finite.max(initial=0.0))
+
+
+def _write_npz(view: View, path: Path) -> None:
+    arrays = {
+        "depth": np.asarray(view.depth, np.float32),
+        "K": np.asarray(view.depth_K, np.float64),
+        "cam_from_world": np.asarray(view.cam_from_world, np.float64),
+        "photo_size": np.array([view.width, view.height], np.int64),
+    }
+    if view.depth_confidence is not None:
+        arrays["confidence"] = np.asarray(view.depth_confidence, np.float32)
+    # Uncompressed: float maps gain little from zlib and it costs a tenth of a second a view.
+    np.savez(path, **arrays)
+
+
+def _write_png(depth: np.ndarray, step: float, path: Path) -> None:
+    depth = np.nan_to_num(np.asarray(depth, np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+    steps = np.clip(np.rint(depth / step), 1, _MAX_STEPS)
+    # 0 is kept for "unknown": a known depth below half a step still gets the value 1.
+    values = np.where(depth > 0, steps, 0).astype(np.uint16)
+    info = PngInfo()
+    info.add_text("depth_step", repr(step))
+    info.add_text("depth_unit", "reconstruction world unit; depth = value * depth_step")
+    Image.fromarray(values).save(path, pnginfo=info)
