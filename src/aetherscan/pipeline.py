@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 from collections import Counter
@@ -15,10 +14,9 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from aetherscan.engines import create_engine
 from aetherscan.engines.base import Engine, EngineError, Observer, Photo
+from aetherscan.export import export, export_file
 from aetherscan.reconstruction import Reconstruction
 from aetherscan.settings import Settings
 
@@ -152,61 +150,6 @@ class _ProgressBar(Observer):
 def _export(
     reconstruction: Reconstruction, path: Path, kind: str, photos: Mapping[str, Path]
 ) -> Path:
-    """Write through ``aetherscan.export`` where it is installed; else PLY and cameras.json only."""
-    try:
-        from aetherscan.export import export, export_file
-    except ImportError:
-        export = export_file = None
-    if export is not None and export_file is not None:
-        if kind == "cameras":
-            return export(reconstruction, "cameras", path)
-        return export_file(reconstruction, path, photos)
-    path.parent.mkdir(parents=True, exist_ok=True)
     if kind == "cameras":
-        return _write_cameras_json(reconstruction, path)
-    if path.suffix.lower() != ".ply":
-        raise ValueError(f"cannot write {path.name!r}: only .ply output is available here")
-    return _write_ply(reconstruction, path)
-
-
-def _write_ply(reconstruction: Reconstruction, path: Path) -> Path:
-    """Binary little-endian PLY: float x, y, z and uchar red, green, blue per point."""
-    cloud = reconstruction.point_cloud()
-    vertex = np.empty(
-        len(cloud), dtype=[("xyz", "<f4", (3,)), ("rgb", "u1", (3,))]
-    )  # 15 bytes per point, packed
-    vertex["xyz"] = cloud.xyz
-    vertex["rgb"] = cloud.rgb
-    header = (
-        "ply\nformat binary_little_endian 1.0\n"
-        f"element vertex {len(cloud)}\n"
-        "property float x\nproperty float y\nproperty float z\n"
-        "property uchar red\nproperty uchar green\nproperty uchar blue\nend_header\n"
-    )
-    partial = path.with_name(path.name + ".part")
-    with open(partial, "wb") as f:
-        f.write(header.encode("ascii"))
-        f.write(vertex.tobytes())
-    partial.replace(path)
-    return path
-
-
-def _write_cameras_json(reconstruction: Reconstruction, path: Path) -> Path:
-    document = {
-        "engine": reconstruction.engine,
-        "convention": "cam_from_world: OpenCV axes, world to camera; K: pixels of the upright "
-        "photo, pixel (0, 0) covering [0, 1) x [0, 1)",
-        "cameras": [
-            {
-                "name": view.name,
-                "width": view.width,
-                "height": view.height,
-                "K": view.K.tolist(),
-                "cam_from_world": view.cam_from_world.tolist(),
-            }
-            for view in reconstruction.views
-        ],
-        "dropped": [{"name": d.name, "reason": d.reason} for d in reconstruction.dropped],
-    }
-    path.write_text(json.dumps(document, indent=1), encoding="utf-8")
-    return path
+        return export(reconstruction, "cameras", path)
+    return export_file(reconstruction, path, photos)
