@@ -276,6 +276,9 @@ class JobManager:
     async def _execute(self, job: Job) -> None:
         job.state = "running"
         self.storage.set_state(job.id, "running")
+        # Tell the waiting client at once that its job left the queue; the engine's own progress
+        # may come late.
+        self.on_progress(job, ProgressEvent("load", 0.0, "the reconstruction started"))
         observer = _JobObserver(job, self)
         started = time.perf_counter()
         try:

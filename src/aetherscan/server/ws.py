@@ -62,6 +62,8 @@ router = APIRouter()
 
 PENDING_UPLOADS = 2  # messages waiting for the upload task; then the reader waits (back-pressure)
 PARSE_IN_THREAD_CHARS = 1 << 20  # parse big messages off the event loop
+CANCELLED = "cancelled by the client"
+UPLOAD_CANCELLED = "the upload was cancelled by the client and its photos removed"
 
 
 @router.websocket("/ws")
@@ -86,6 +88,7 @@ class Session:
         self._uploading = False
         self._send_lock = asyncio.Lock()
         self._forwarder: asyncio.Task | None = None
+        self._cancelling = False
 
     async def run(self) -> None:
         uploader = asyncio.create_task(self._process_uploads())
@@ -178,16 +181,11 @@ class Session:
         job = self.job
         if job is None:
             await self.send(CancelledMessage(message="there was nothing to cancel").to_json())
-        elif job.state == "uploading":
-            self.job = None
-            self.service.jobs.cancel(job, "cancelled by the client")
-            await self.send(
-                CancelledMessage(
-                    message=f"the upload was cancelled and its {len(job.photos)} photos removed"
-                ).to_json()
-            )
-        else:  # the forwarder answers when the job has stopped
-            self.service.jobs.cancel(job, "cancelled by the client")
+            return
+        # The forwarder answers when the job has stopped: at once unless it is running.
+        self._cancelling = True
+        reason = UPLOAD_CANCELLED if job.state == "uploading" else CANCELLED
+        self.service.jobs.cancel(job, reason)
 
     # Photos and upload_complete ----------------------------------------------------------------
 
@@ -301,10 +299,11 @@ class Session:
                     return
                 elif isinstance(event, CancelledEvent):
                     self._end(job)
-                    if self.said_hello:
+                    if self.said_hello or self._cancelling:
                         await self.send(CancelledMessage(message=event.reason).to_json())
-                    elif event.reason != "cancelled by the client":
+                    else:  # a client that does not know cancel learns it as an error
                         await self.send_error(f"the reconstruction was cancelled: {event.reason}")
+                    self._cancelling = False
                     return
 
     def _end(self, job: Job) -> None:
