@@ -184,4 +184,5 @@ class Client:
 
 
 def make_settings(data_dir: Path, **overrides) -> Settings:
-    return Settings(data_dir=data_dir, web_dir=data_dir / "no-web", **overrides)
+    overrides.setdefault("web_dir", data_dir / "no-web")
+    return Settings(data_dir=data_dir, **overrides)
