@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, File, HTTPException, Query, Request, Response, UploadFile
@@ -15,14 +16,13 @@ from aetherscan.engines.base import Photo
 from aetherscan.reconstruction import load_reconstruction
 from aetherscan.server.protocol import (
     FEATURES,
-    MAX_POINTS_PER_FRAME,
     DroppedInfo,
     ErrorResponse,
     Health,
     Info,
     JobStatus,
     PhotoInfo,
-    encode_point_frame,
+    encode_points,
 )
 from aetherscan.server.results import (
     RECONSTRUCTION_FILE,
@@ -183,16 +183,8 @@ def _finished_job(service: Service, job_id: str) -> JobRecord:
     return record
 
 
-def _all_frames(path) -> bytes:
-    reconstruction = load_reconstruction(path)
-    frames = []
-    for index in range(len(reconstruction.views)):
-        cloud = reconstruction.view_cloud(index)
-        for start in range(0, len(cloud), MAX_POINTS_PER_FRAME):
-            part = slice(start, start + MAX_POINTS_PER_FRAME)
-            frames.append(
-                encode_point_frame(cloud.xyz[part], cloud.rgb[part], cloud.confidence[part], index)
-            )
+def _all_frames(path: Path) -> bytes:
+    frames, _ = encode_points(load_reconstruction(path).point_cloud(), binary=True)
     return b"".join(frames)
 
 

@@ -32,8 +32,6 @@ from aetherscan.server.jobs import (
 )
 from aetherscan.server.protocol import (
     FEATURES,
-    MAX_POINTS_PER_FRAME,
-    MAX_POINTS_PER_MESSAGE,
     PROTOCOL_VERSION,
     BadMessage,
     Camera,
@@ -50,9 +48,8 @@ from aetherscan.server.protocol import (
     ReconstructionComplete,
     UploadComplete,
     Welcome,
-    encode_point_frame,
+    encode_points,
     parse_client_message,
-    points_json,
 )
 from aetherscan.server.service import Service, ServiceDep, client_of
 from aetherscan.server.uploads import MB, Refused
@@ -314,25 +311,14 @@ class Session:
         return job.id if "job" in self.features else None
 
     async def _send_points(self, cloud: PointCloud) -> int:
-        """Send a batch as JSON messages or binary frames; returns the number of points sent."""
-        finite = np.isfinite(cloud.xyz).all(axis=1)
-        if not finite.all():
-            log.warning("dropping %d points that are not finite", int((~finite).sum()))
-            cloud = cloud.select(finite)
-        if "binary_points" in self.features:
-            for view in np.unique(cloud.view_index):
-                part = cloud.select(cloud.view_index == view)
-                for start in range(0, len(part), MAX_POINTS_PER_FRAME):
-                    chunk = slice(start, start + MAX_POINTS_PER_FRAME)
-                    frame = encode_point_frame(
-                        part.xyz[chunk], part.rgb[chunk], part.confidence[chunk], int(view)
-                    )
-                    await self.send(frame)
-        else:
-            for start in range(0, len(cloud), MAX_POINTS_PER_MESSAGE):
-                chunk = slice(start, start + MAX_POINTS_PER_MESSAGE)
-                await self.send(points_json(cloud.xyz[chunk], cloud.rgb[chunk]))
-        return len(cloud)
+        """Send a batch as JSON messages or binary frames; returns the number of points sent.
+        Encoding runs in a thread: a million points take seconds of CPU that the event loop
+        must not spend while other clients wait for a pong."""
+        binary = "binary_points" in self.features
+        messages, count = await asyncio.to_thread(encode_points, cloud, binary)
+        for message in messages:
+            await self.send(message)
+        return count
 
     # Writing -----------------------------------------------------------------------------------
 
