@@ -82,7 +82,7 @@ class ScriptedEngine:
         K = np.array([[width, 0, width / 2], [0, width, height / 2], [0, 0, 1]], float)
         pose = np.eye(4)
         pose[0, 3] = -index
-        confidence = rng.uniform(1, 10, n).astype(np.float32)
+        confidence = (1 + rng.permutation(n) * 9 / n).astype(np.float32)  # distinct values
         return View(photo.name, width, height, K, pose, points, colors, confidence)
 
 
