@@ -121,13 +121,13 @@ def one_job(port: int, binary: bool, times_file: str) -> dict:
             now = time.time()
             if isinstance(message, bytes) or message.startswith('{"type":"points"'):
                 first = first or now
+                last = now
                 received_bytes += len(message)
                 continue
             reply = json.loads(message)
             if reply["type"] == "reconstruction_complete":
                 break
             raise RuntimeError(reply)
-        last = now
     computed = json.loads(Path(times_file).read_text())["first_points"]
     return {
         "points": reply["total_points"],

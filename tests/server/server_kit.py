@@ -24,7 +24,7 @@ from websockets.sync.client import ClientConnection, connect
 
 from aetherscan.engines.base import EngineError, Observer, Photo
 from aetherscan.photos import open_photo_array
-from aetherscan.reconstruction import PointCloud, Reconstruction, View
+from aetherscan.reconstruction import DroppedPhoto, PointCloud, Reconstruction, View
 from aetherscan.server.app import create_app, server_config
 from aetherscan.settings import Settings
 
@@ -36,6 +36,7 @@ class ScriptedEngine:
     ``gate``: when given, the engine waits for it after streaming the first view (while still
     calling the observer, so that cancellation is noticed), to test what happens mid-job.
     ``stream``: when False it never calls observer.points (an engine that only returns a result).
+    Photos named ``fail*`` make it fail; photos named ``drop*`` are left out of the result.
     """
 
     points_per_view: int = 1200
@@ -52,8 +53,12 @@ class ScriptedEngine:
         self.calls.append([photo.name for photo in photos])
         if len(photos) < 2:
             raise EngineError("the scripted engine needs 2 photos")
-        views = []
-        for index, photo in enumerate(photos):
+        views, dropped = [], []
+        for photo in photos:
+            if photo.name.startswith("drop"):
+                dropped.append(DroppedPhoto(photo.name, "it was scripted to be dropped"))
+        kept = [photo for photo in photos if not photo.name.startswith("drop")]
+        for index, photo in enumerate(kept):
             if photo.name.startswith("fail"):
                 raise EngineError(f"{photo.name} was scripted to fail")
             view = self._view(index, photo)
@@ -70,7 +75,7 @@ class ScriptedEngine:
             while index == 0 and self.gate is not None and not self.gate.wait(0.02):
                 observer.progress("mapping", 1 / len(photos), "waiting at the gate")
         observer.progress("done", 1.0, "")
-        return Reconstruction(engine=self.name, views=views)
+        return Reconstruction(engine=self.name, views=views, dropped=dropped)
 
     def _view(self, index: int, photo: Photo) -> View:
         pixels = open_photo_array(photo.path)

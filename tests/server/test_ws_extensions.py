@@ -213,3 +213,17 @@ def test_a_job_deleted_over_rest_ends_the_session_job(tmp_path, three_photos):
         assert server.http.get(f"/api/jobs/{job_id}").status_code == 404
         gate.set()
     assert not (server.settings.data_dir / "jobs" / job_id).exists()
+
+
+def test_dropped_photos_are_named_with_their_reason(server):
+    photos = {"a.jpg": photo_bytes(), "drop.jpg": photo_bytes(), "b.jpg": photo_bytes()}
+    with server.connect() as client:
+        client.send({"type": "hello", "features": ["cameras", "job"]})
+        client.receive()
+        client.upload(photos)
+        client.send({"type": "upload_complete", "count": 3})
+        *_, cameras, complete = client.receive_until("reconstruction_complete")
+    assert [c["name"] for c in cameras["cameras"]] == ["a.jpg", "b.jpg"]
+    dropped = [{"name": "drop.jpg", "reason": "it was scripted to be dropped"}]
+    assert cameras["dropped"] == dropped
+    assert server.http.get(f"/api/jobs/{complete['job_id']}").json()["dropped"] == dropped

@@ -141,10 +141,18 @@ export const FRAME_HEADER_BYTES = 40;
  */
 
 /**
+ * @typedef {object} DroppedInfo
+ * @property {string} name
+ * @property {string} reason
+ */
+
+/**
  * EXTENSION 'cameras': one per view; a point frame's view index points into this list.
+ * ``dropped``: the photos that are not in the result, each with the reason.
  * @typedef {object} Cameras
  * @property {"cameras"} type
  * @property {Array<Camera>} cameras
+ * @property {Array<DroppedInfo>} dropped
  */
 
 /**
@@ -152,12 +160,6 @@ export const FRAME_HEADER_BYTES = 40;
  * @typedef {object} CancelledMessage
  * @property {"cancelled"} type
  * @property {string} message
- */
-
-/**
- * @typedef {object} DroppedInfo
- * @property {string} name
- * @property {string} reason
  */
 
 /**

@@ -215,11 +215,18 @@ class Camera(_Reply):
     cam_from_world: list[list[float]] = Field(description="4x4, OpenCV axes (x right, y down)")
 
 
+class DroppedInfo(_Reply):
+    name: str
+    reason: str
+
+
 class Cameras(_ServerMessage):
-    """EXTENSION 'cameras': one per view; a point frame's view index points into this list."""
+    """EXTENSION 'cameras': one per view; a point frame's view index points into this list.
+    ``dropped``: the photos that are not in the result, each with the reason."""
 
     type: Literal["cameras"] = "cameras"
     cameras: list[Camera]
+    dropped: list[DroppedInfo] = Field(default_factory=list)
 
 
 class CancelledMessage(_ServerMessage):
@@ -252,11 +259,6 @@ class PhotoInfo(_Reply):
     name: str = Field(description="the label: the client's filename, made unique and safe")
     width: int
     height: int
-
-
-class DroppedInfo(_Reply):
-    name: str
-    reason: str
 
 
 class JobStatus(_Reply):

@@ -37,6 +37,7 @@ from aetherscan.server.protocol import (
     Camera,
     Cameras,
     CancelledMessage,
+    DroppedInfo,
     ErrorMessage,
     Hello,
     ImageData,
@@ -376,5 +377,6 @@ def _cameras_message(event: DoneEvent) -> Cameras:
                 cam_from_world=np.asarray(view.cam_from_world, float).tolist(),
             )
             for view in event.reconstruction.views
-        ]
+        ],
+        dropped=[DroppedInfo(name=d.name, reason=d.reason) for d in event.reconstruction.dropped],
     )
