@@ -1,5 +1,6 @@
 """Points on the wire: bytes per point and encoding time of JSON messages and binary frames, and
-the time from the first point computed to the last point received by a WebSocket client.
+the time from the first point computed to the last point received by a WebSocket client, and
+how long another client waits for a pong meanwhile.
 
     PYTHONPATH=src python benchmarks/server_wire.py [--points 1000000] [--views 20]
 
@@ -19,6 +20,7 @@ import multiprocessing
 import os
 import statistics
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -137,6 +139,38 @@ def one_job(port: int, binary: bool, times_file: str) -> dict:
     }
 
 
+class Pinger:
+    """Another client that pings every 10 ms while the jobs stream, timing each pong."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.rtts_ms: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        from websockets.sync.client import connect
+
+        with connect(f"ws://127.0.0.1:{self.port}/ws") as ws:
+            while not self._stop.is_set():
+                started = time.perf_counter()
+                ws.send('{"type":"ping"}')
+                ws.recv()
+                self.rtts_ms.append((time.perf_counter() - started) * 1e3)
+                time.sleep(0.01)
+
+    def percentile(self, q: float) -> float:
+        return float(np.percentile(self.rtts_ms, q))
+
+    def __enter__(self) -> Pinger:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+
 def end_to_end(n: int, views: int, repeats: int) -> dict:
     import socket
 
@@ -160,8 +194,11 @@ def end_to_end(n: int, views: int, repeats: int) -> dict:
                     time.sleep(0.1)
             result = {}
             for name, binary in (("json", False), ("binary", True)):
-                runs = [one_job(port, binary, times_file) for _ in range(repeats)]
+                with Pinger(port) as pinger:
+                    runs = [one_job(port, binary, times_file) for _ in range(repeats)]
                 result[name] = {
+                    "ping_ms_p50": pinger.percentile(50),
+                    "ping_ms_p99": pinger.percentile(99),
                     "points": runs[0]["points"],
                     "bytes_per_point": runs[0]["bytes"] / runs[0]["points"],
                     "first_point_s": statistics.median(r["first_point_s"] for r in runs),

@@ -192,15 +192,18 @@ class JobManager:
         label = self.photo_label(job, filename)  # another photo may have taken it meanwhile
         if job.state != "uploading":  # cancelled while the photo was being decoded
             raise Refused("this job was cancelled", code="upload", status=409)
-        photo = await asyncio.to_thread(
-            self.storage.add_photo,
-            job.id,
-            label=label,
-            data=data,
-            extension=checked.extension,
-            width=checked.width,
-            height=checked.height,
-        )
+        try:
+            photo = await asyncio.to_thread(
+                self.storage.add_photo,
+                job.id,
+                label=label,
+                data=data,
+                extension=checked.extension,
+                width=checked.width,
+                height=checked.height,
+            )
+        except FileNotFoundError:
+            raise Refused("this job was cancelled", code="upload", status=409) from None
         if job.state != "uploading":
             photo.path.unlink(missing_ok=True)
             raise Refused("this job was cancelled", code="upload", status=409)

@@ -242,6 +242,8 @@ class Storage:
                 (job_id, index, label, file, width, height, len(data)),
             )
         path = self.photos_dir(job_id) / file
+        if not path.parent.is_dir():  # the job was cancelled meanwhile: leave nothing behind
+            raise FileNotFoundError(f"job {job_id} has no photos folder any more")
         tmp = path.with_suffix(".part")
         tmp.write_bytes(data)
         tmp.replace(path)
