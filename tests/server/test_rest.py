@@ -242,3 +242,32 @@ def test_job_status_json_is_the_documented_shape(server, three_photos):
         "expires_at",
     ]  # fmt: skip
     json.dumps(status)
+
+
+def test_the_engine_is_built_from_settings_at_start_up(tmp_path, monkeypatch):
+    import aetherscan.server.app as app_module
+
+    built = []
+
+    def fake_create_engine(name, **options):
+        built.append((name, options))
+        return ScriptedEngine(name="built")
+
+    monkeypatch.setattr(app_module, "create_engine", fake_create_engine)
+    settings = make_settings(tmp_path, engine="colmap", colmap_max_image_px=320)
+    with RunningServer(settings, engine=None) as server:
+        assert server.http.get("/api/info").json()["engine"] == "built"
+    assert built == [
+        (
+            "colmap",
+            {
+                "weights": settings.weights,
+                "device": "auto",
+                "dtype": "auto",
+                "image_size": 512,
+                "min_confidence": 1.0,
+                "max_points_per_view": 10_000,
+                "colmap_max_image_px": 320,
+            },
+        )
+    ]
