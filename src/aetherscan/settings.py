@@ -38,6 +38,7 @@ class Settings(BaseSettings):
     port: int = 8000
     data_dir: Path = Path("data")
     cors_origins: list[str] = Field(default_factory=list)
+    web_dir: Path | None = Field(None, description="the viewer's files; default: web/ of the repo")
 
     # Limits: every refusal names the limit and its setting.
     max_photos_per_job: int = 500

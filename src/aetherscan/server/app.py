@@ -1,0 +1,175 @@
+"""The FastAPI application: the viewer page at /, the WebSocket at /ws, the REST API under /api.
+
+``create_app(settings)`` builds it; the engine is made once at start-up (lifespan) unless one is
+passed in, and one JobManager owns it. ``serve(settings)`` runs it on uvicorn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from aetherscan import __version__
+from aetherscan.engines import create_engine
+from aetherscan.engines.base import Engine
+from aetherscan.server import routes, ws
+from aetherscan.server.jobs import JobManager
+from aetherscan.server.service import Service
+from aetherscan.server.storage import Storage
+from aetherscan.server.uploads import MB
+from aetherscan.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# src/aetherscan/server/app.py -> the repository's web/ folder (a source checkout).
+DEFAULT_WEB_DIR = Path(__file__).resolve().parents[3] / "web"
+MULTIPART_OVERHEAD_BYTES = 1 * MB  # part headers and boundaries around the photos
+
+
+def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        the_engine = engine or await asyncio.to_thread(build_engine, settings)
+        storage = Storage(settings.data_dir)
+        jobs = JobManager(settings, storage, the_engine)
+        await jobs.start()
+        app.state.service = Service(settings, storage, jobs, the_engine)
+        log.info(
+            "AetherScan serving with the %s engine, data in %s", the_engine.name, settings.data_dir
+        )
+        try:
+            yield
+        finally:
+            await jobs.stop()
+            storage.close()
+
+    app = FastAPI(
+        title="AetherScan",
+        version=__version__,
+        summary="Photos in, a coloured 3D point cloud and camera poses out.",
+        lifespan=lifespan,
+    )
+    app.include_router(routes.router)
+    app.include_router(ws.router)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_middleware(
+        UploadSizeLimit, max_bytes=int(settings.max_job_mb * MB + MULTIPART_OVERHEAD_BYTES)
+    )
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["*"],
+            allow_headers=["*"],
+        )
+    _mount_web(app, settings.web_dir or DEFAULT_WEB_DIR)
+    return app
+
+
+def build_engine(settings: Settings) -> Engine:
+    return create_engine(
+        settings.engine,
+        weights=settings.weights,
+        device=settings.device,
+        dtype=settings.dtype,
+        image_size=settings.image_size,
+        min_confidence=settings.min_confidence,
+        max_points_per_view=settings.max_points_per_view,
+        colmap_max_image_px=settings.colmap_max_image_px,
+    )
+
+
+def server_config(app: FastAPI, settings: Settings, **options: object) -> uvicorn.Config:
+    """uvicorn's configuration for the app. Messages up to max_message_mb reach the session,
+    which refuses them with an error; the WebSocket library closes the connection (code 1009)
+    only for messages over twice that, which it will not buffer."""
+    options = {
+        "host": settings.host,
+        "port": settings.port,
+        "ws_max_size": int(2 * settings.max_message_mb * MB),
+        "log_level": "info",
+        **options,
+    }
+    return uvicorn.Config(app, **options)  # type: ignore[arg-type]
+
+
+def serve(settings: Settings) -> None:
+    uvicorn.Server(server_config(create_app(settings), settings)).run()
+
+
+def _mount_web(app: FastAPI, web_dir: Path) -> None:
+    """The viewer at /, three.js (from web/node_modules) at /vendor/three/."""
+    three = web_dir / "node_modules" / "three"
+    if three.is_dir():
+        app.mount("/vendor/three", StaticFiles(directory=three), name="three")
+    if (web_dir / "index.html").is_file():
+        app.mount("/", StaticFiles(directory=web_dir, html=True), name="web")
+        return
+    log.warning("no viewer at %s (setting web_dir): / shows a note instead", web_dir)
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    async def no_viewer() -> str:
+        return (
+            "<!doctype html><title>AetherScan</title><h1>AetherScan</h1>"
+            f"<p>The viewer's files are not at {web_dir} (setting web_dir). "
+            'The API works: see <a href="/docs">/docs</a>.</p>'
+        )
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    """FastAPI's 422 with one sentence in ``detail`` instead of a list of error objects."""
+    assert isinstance(exc, RequestValidationError)
+    problems = []
+    for error in exc.errors():
+        where = ".".join(
+            str(part) for part in error["loc"] if part not in ("body", "query", "path")
+        )
+        problems.append(f"{where}: {error['msg']}" if where else error["msg"])
+    return JSONResponse({"detail": "; ".join(problems)}, status_code=422)
+
+
+class UploadSizeLimit:
+    """Refuses request bodies over max_bytes (setting max_job_mb) before they are read, and
+    bodies without a Content-Length, whose size cannot be known in advance."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH"):
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        length = headers.get(b"content-length")
+        if length is None or not length.isdigit():
+            detail, status = "send the request with a Content-Length header", 411
+        elif int(length) > self.max_bytes:
+            detail = (
+                f"the request has {int(length) / MB:.1f} MB, more than the limit of "
+                f"{self.max_bytes / MB:.0f} MB per job (setting max_job_mb)"
+            )
+            status = 413
+        else:
+            await self.app(scope, receive, send)
+            return
+        body = json.dumps({"detail": detail}).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"connection", b"close")],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,81 @@
+"""A finished job's files: the saved Reconstruction and its downloads.
+
+``scene.ply`` and ``cameras.json`` are written when the job finishes; every other format of
+``aetherscan.export.FORMATS`` is made on its first download and kept beside them.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+from aetherscan.engines.base import Photo
+from aetherscan.export import FORMATS, available_formats, export
+from aetherscan.reconstruction import Reconstruction, load_reconstruction, save_reconstruction
+
+log = logging.getLogger(__name__)
+
+RECONSTRUCTION_FILE = "reconstruction.npz"
+EAGER_FORMATS = ("ply", "cameras")  # written when the job finishes
+_making = threading.Lock()
+
+
+FORMATS_FILE = "formats.txt"  # the formats this job's reconstruction can be written as
+
+
+def download_files(result_dir: Path | None = None) -> dict[str, str]:
+    """Format name to download file name: of one finished job (depth maps only where its
+    engine made them), or of every format the server knows."""
+    names = list(FORMATS)
+    if result_dir is not None and (result_dir / FORMATS_FILE).exists():
+        names = (result_dir / FORMATS_FILE).read_text().split()
+    return {name: FORMATS[name].filename for name in names if name in FORMATS}
+
+
+def download_urls(job_id: str, result_dir: Path) -> dict[str, str]:
+    files = download_files(result_dir)
+    return {name: f"/api/jobs/{job_id}/files/{file}" for name, file in files.items()}
+
+
+def write_results(reconstruction: Reconstruction, result_dir: Path) -> None:
+    """Save the reconstruction and its first downloads. Blocking: run in a thread."""
+    result_dir.mkdir(parents=True, exist_ok=True)
+    save_reconstruction(reconstruction, result_dir / RECONSTRUCTION_FILE)
+    for fmt in EAGER_FORMATS:
+        export(reconstruction, fmt, result_dir / FORMATS[fmt].filename)
+    (result_dir / FORMATS_FILE).write_text("\n".join(available_formats(reconstruction)))
+
+
+def download_path(result_dir: Path, file_name: str, photos: Sequence[Photo]) -> Path | None:
+    """The file ``file_name`` of a finished job, made now if it is an export not yet made;
+    None when no format has that name. Blocking: run in a thread."""
+    files = download_files(result_dir)
+    fmt = next((name for name, file in files.items() if file == file_name), None)
+    if fmt is None:
+        return None
+    path = result_dir / file_name
+    with _making:  # two downloads of a new format at once make it once
+        if not path.exists():
+            _make_export(result_dir, fmt, path, photos)
+    return path
+
+
+def media_type(file_name: str) -> str:
+    return next(
+        (spec.media_type for spec in FORMATS.values() if spec.filename == file_name),
+        "application/octet-stream",
+    )
+
+
+def _make_export(result_dir: Path, fmt: str, path: Path, photos: Sequence[Photo]) -> None:
+    reconstruction = load_reconstruction(result_dir / RECONSTRUCTION_FILE)
+    # Written in a scratch folder and moved in whole, so a half-made file is never served.
+    with tempfile.TemporaryDirectory(dir=result_dir) as scratch:
+        target = Path(scratch) / path.name
+        export(reconstruction, fmt, target, photos={photo.name: photo.path for photo in photos})
+        shutil.move(target, path)
+    log.info("made %s for %s", path.name, result_dir.parent.name)

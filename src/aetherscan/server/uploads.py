@@ -1,0 +1,89 @@
+"""Photos arriving from clients: limits, decoding checks and the labels they are known by.
+
+Client filenames are labels for people only. A label is the last path component of what the
+client sent, without control characters, at most ``MAX_LABEL_CHARS`` long and unique within its
+job (a repeated name gets `` (2)``, `` (3)``, ... before its extension). Files on disk get names
+that storage makes (``0000.jpg``).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+from dataclasses import dataclass
+
+from PIL import Image
+
+from aetherscan.photos import PhotoError, open_photo, read_size
+from aetherscan.settings import Settings
+
+MAX_LABEL_CHARS = 120
+_EXTENSIONS = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "TIFF": ".tif", "BMP": ".bmp"}
+MB = 1024 * 1024
+
+
+class Refused(Exception):
+    """A request that the server will not do, with a message for people that names the limit
+    or the problem. ``code`` is the protocol's ErrorCode, ``status`` the HTTP status."""
+
+    def __init__(self, message: str, *, code: str = "limit", status: int = 400) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.status = status
+
+
+@dataclass(frozen=True)
+class CheckedPhoto:
+    extension: str
+    width: int
+    height: int
+
+
+def make_label(filename: str, taken: set[str], index: int) -> str:
+    """A unique, printable label for the photo that the client called ``filename``."""
+    name = re.split(r"[/\\]", filename)[-1]
+    name = "".join(ch for ch in name if ch.isprintable()).strip()
+    if name in ("", ".", ".."):
+        name = f"photo-{index + 1}.jpg"
+    stem, extension = os.path.splitext(name)
+    if len(extension) > 12:
+        stem, extension = name, ""
+    stem = stem[: MAX_LABEL_CHARS - len(extension)]
+    label, copy = stem + extension, 2
+    while label in taken:
+        label, copy = f"{stem} ({copy}){extension}", copy + 1
+    return label
+
+
+def check_size(filename: str, size: int, job_bytes: int, settings: Settings) -> None:
+    """Refuse a photo of ``size`` bytes that breaks the per-photo or per-job byte limit."""
+    if size == 0:
+        raise Refused(f"{filename}: the file is empty", code="bad_photo")
+    if size > settings.max_photo_mb * MB:
+        raise Refused(
+            f"{filename}: the photo has {size / MB:.1f} MB, more than the limit of "
+            f"{settings.max_photo_mb:g} MB per photo (setting max_photo_mb)",
+            status=413,
+        )
+    if job_bytes + size > settings.max_job_mb * MB:
+        raise Refused(
+            f"{filename}: with this photo the job would have {(job_bytes + size) / MB:.1f} MB, "
+            f"more than the limit of {settings.max_job_mb:g} MB per job (setting max_job_mb)",
+            status=413,
+        )
+
+
+def check_photo(filename: str, data: bytes, settings: Settings) -> CheckedPhoto:
+    """Decode the photo fully to be sure that the engine can read it. Blocking: run in a thread."""
+    try:
+        width, height = read_size(data, max_megapixels=settings.max_photo_megapixels)
+        open_photo(data, max_megapixels=settings.max_photo_megapixels).close()
+        with Image.open(io.BytesIO(data)) as image:
+            kind = image.format or ""
+    except PhotoError as exc:
+        raise Refused(f"{filename}: {exc}", code="bad_photo") from None
+    return CheckedPhoto(
+        _EXTENSIONS.get(kind, ".heic" if kind.startswith("HEI") else ".img"), width, height
+    )

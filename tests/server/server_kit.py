@@ -1,0 +1,193 @@
+"""Server test kit: a real uvicorn server in a thread, clients for it, and a test engine.
+
+``ScriptedEngine`` is a TEST DOUBLE, not an engine: it implements the Engine protocol with
+deterministic synthetic geometry so that protocol tests run in a second. Each view's points are
+coloured with the mean colour of its photo, so a test can tell whose photos a point came from.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import numpy as np
+import uvicorn
+from PIL import Image
+from websockets.sync.client import ClientConnection, connect
+
+from aetherscan.engines.base import EngineError, Observer, Photo
+from aetherscan.photos import open_photo_array
+from aetherscan.reconstruction import DroppedPhoto, PointCloud, Reconstruction, View
+from aetherscan.server.app import create_app, server_config
+from aetherscan.settings import Settings
+
+
+@dataclass
+class ScriptedEngine:
+    """TEST DOUBLE for the Engine protocol (see the module docstring).
+
+    ``gate``: when given, the engine waits for it after streaming the first view (while still
+    calling the observer, so that cancellation is noticed), to test what happens mid-job.
+    ``stream``: when False it never calls observer.points (an engine that only returns a result).
+    Photos named ``fail*`` make it fail; photos named ``drop*`` are left out of the result.
+    """
+
+    points_per_view: int = 1200
+    delay_s: float = 0.01
+    stream: bool = True
+    gate: threading.Event | None = None
+    name: str = "scripted"
+    calls: list[list[str]] = field(default_factory=list)
+
+    def reconstruct(
+        self, photos: Sequence[Photo], observer: Observer | None = None
+    ) -> Reconstruction:
+        observer = observer or Observer()
+        self.calls.append([photo.name for photo in photos])
+        if len(photos) < 2:
+            raise EngineError("the scripted engine needs 2 photos")
+        views, dropped = [], []
+        for photo in photos:
+            if photo.name.startswith("drop"):
+                dropped.append(DroppedPhoto(photo.name, "it was scripted to be dropped"))
+        kept = [photo for photo in photos if not photo.name.startswith("drop")]
+        for index, photo in enumerate(kept):
+            if photo.name.startswith("fail"):
+                raise EngineError(f"{photo.name} was scripted to fail")
+            view = self._view(index, photo)
+            views.append(view)
+            observer.progress("mapping", (index + 1) / len(photos), f"view {index + 1}")
+            if self.stream:
+                count = len(view.points)
+                observer.points(
+                    PointCloud(
+                        view.points, view.colors, view.confidence, np.full(count, index, np.int32)
+                    )
+                )
+            time.sleep(self.delay_s)
+            while index == 0 and self.gate is not None and not self.gate.wait(0.02):
+                observer.progress("mapping", 1 / len(photos), "waiting at the gate")
+        observer.progress("done", 1.0, "")
+        return Reconstruction(engine=self.name, views=views, dropped=dropped)
+
+    def _view(self, index: int, photo: Photo) -> View:
+        pixels = open_photo_array(photo.path)
+        height, width = pixels.shape[:2]
+        rng = np.random.default_rng(index)
+        n = self.points_per_view
+        points = (rng.normal(size=(n, 3)) + np.array([index, 0, 4])).astype(np.float32)
+        colors = np.tile(pixels.reshape(-1, 3).mean(axis=0).round().astype(np.uint8), (n, 1))
+        K = np.array([[width, 0, width / 2], [0, width, height / 2], [0, 0, 1]], float)
+        pose = np.eye(4)
+        pose[0, 3] = -index
+        confidence = (1 + rng.permutation(n) * 9 / n).astype(np.float32)  # distinct values
+        return View(photo.name, width, height, K, pose, points, colors, confidence)
+
+
+def photo_bytes(color=(200, 30, 30), size=(64, 48), fmt="JPEG", mode="RGB") -> bytes:
+    """A small solid-colour photo; the colour survives JPEG well enough to identify it."""
+    image = Image.new("RGB", size, color)
+    if mode != "RGB":
+        image = image.convert(mode)
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, **({"quality": 95} if fmt == "JPEG" else {}))
+    return buffer.getvalue()
+
+
+def data_url(data: bytes, mime: str = "image/jpeg") -> str:
+    return f"data:{mime};base64,{base64.b64encode(data).decode()}"
+
+
+class RunningServer:
+    """The app on uvicorn in a thread, on a free port."""
+
+    def __init__(self, settings: Settings, engine) -> None:
+        self.settings = settings
+        self.engine = engine
+        config = server_config(
+            create_app(settings, engine), settings, host="127.0.0.1", port=0, log_level="warning"
+        )
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, daemon=True)
+
+    def __enter__(self) -> RunningServer:
+        self._thread.start()
+        deadline = time.monotonic() + 20
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the test server did not start")
+            time.sleep(0.01)
+        self.port = self._server.servers[0].sockets[0].getsockname()[1]
+        self.http = httpx.Client(base_url=f"http://127.0.0.1:{self.port}", timeout=20)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.http.close()
+        self._server.should_exit = True
+        self._thread.join(20)
+
+    def connect(self) -> Client:
+        return Client(f"ws://127.0.0.1:{self.port}/ws")
+
+    def wait_for_state(self, job_id: str, states=("done", "failed", "cancelled"), timeout_s=20):
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            status = self.http.get(f"/api/jobs/{job_id}").json()
+            if status.get("state") in states:
+                return status
+            time.sleep(0.02)
+        raise AssertionError(f"job {job_id} did not reach {states}: {status}")
+
+
+class Client:
+    """A WebSocket client that speaks JSON and keeps the raw text of each message."""
+
+    def __init__(self, url: str) -> None:
+        self._opened = connect(url, max_size=None, open_timeout=10)
+        self.connection: ClientConnection = self._opened.__enter__()
+        self.raw: list[str | bytes] = []
+
+    def send(self, message: dict | str) -> None:
+        self.connection.send(message if isinstance(message, str) else json.dumps(message))
+
+    def receive(self, timeout_s: float = 20) -> dict | bytes:
+        raw = self.connection.recv(timeout=timeout_s)
+        self.raw.append(raw)
+        return raw if isinstance(raw, bytes) else json.loads(raw)
+
+    def receive_until(self, kind: str, timeout_s: float = 20) -> list[dict | bytes]:
+        """Messages up to and including the first of type ``kind``."""
+        messages = []
+        while True:
+            message = self.receive(timeout_s)
+            messages.append(message)
+            if isinstance(message, dict) and message["type"] == kind:
+                return messages
+
+    def upload(self, photos: dict[str, bytes]) -> list[dict]:
+        replies = []
+        for name, data in photos.items():
+            self.send({"type": "image_data", "data": data_url(data), "filename": name})
+            replies.append(self.receive())
+        return replies
+
+    def close(self) -> None:
+        self._opened.__exit__(None, None, None)
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def make_settings(data_dir: Path, **overrides) -> Settings:
+    overrides.setdefault("web_dir", data_dir / "no-web")
+    return Settings(data_dir=data_dir, **overrides)
