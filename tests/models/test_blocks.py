@@ -49,3 +49,19 @@ def test_rope_leaves_norms_and_position_zero_alone() -> None:
     out = RoPE2D.apply(t, cos, sin)
     torch.testing.assert_close(out.norm(dim=-1), t.norm(dim=-1))
     torch.testing.assert_close(out[:, :, 0], t[:, :, 0])
+
+
+def test_rope_matches_the_rotate_half_definition() -> None:
+    """Each axis half t of size D turns as t*cos + rotate_half(t)*sin, rotate_half = [-b, a],
+    with angles pos * 100^(-2i/D) repeated twice; rows drive the first half."""
+    d, D = 16, 8
+    t = torch.randn(1, 1, 3, d)
+    pos = torch.tensor([[0, 5], [2, 1], [7, 3]])
+    out = RoPE2D.apply(t, *RoPE2D(d, base=100.0).tables(pos))
+    inv_freq = 100.0 ** (-torch.arange(0, D, 2).float() / D)
+    for axis, half in enumerate(t.split(D, dim=-1)):
+        theta = pos[:, axis, None].float() * inv_freq  # (3, D/2)
+        cos, sin = torch.cat([theta, theta], -1).cos(), torch.cat([theta, theta], -1).sin()
+        a, b = half.split(D // 2, dim=-1)
+        expected = half * cos + torch.cat([-b, a], dim=-1) * sin
+        torch.testing.assert_close(out[..., axis * D : (axis + 1) * D], expected)

@@ -33,30 +33,32 @@ class RoPE2D:
         self.base = base
 
     def tables(self, pos: Tensor) -> tuple[Tensor, Tensor]:
-        """cos and sin, each (N, d), for token positions ``pos`` (N, 2) holding [row, col].
+        """cos and signed sin, each (N, d), for token positions ``pos`` (N, 2) as [row, col].
 
-        Row angles fill the first d/2 features and column angles the last d/2. Computed in fp32
-        whatever the model dtype: angles reach ``max(h, w)`` radians and bf16 would garble them.
+        Row angles fill the first d/2 features and column angles the last d/2. The sin table
+        carries the sign of "rotate half" so that ``apply`` needs one swap, no negation.
+        Computed in fp32 whatever the model dtype: angles reach max(h, w) radians.
         """
         if pos.ndim != 2 or pos.shape[1] != 2:
             raise ValueError(f"expected token positions of shape (N, 2), got {tuple(pos.shape)}")
         half = self.head_dim // 2  # features per axis
-        inv_freq = 1.0 / (
-            self.base ** (torch.arange(0, half, 2, dtype=torch.float32, device=pos.device) / half)
-        )  # (half/2,)
-        angles = pos.to(torch.float32)[:, :, None] * inv_freq  # (N, 2, half/2)
-        angles = torch.cat([angles, angles], dim=-1)  # (N, 2, half): rotate-half layout
-        angles = angles.flatten(1)  # (N, d): [row angles | col angles]
-        return angles.cos(), angles.sin()
+        exponents = torch.arange(0, half, 2, dtype=torch.float32, device=pos.device) / half
+        inv_freq = 1.0 / (self.base**exponents)  # (d/4,)
+        angles = pos.to(torch.float32)[:, :, None] * inv_freq  # (N, 2, d/4)
+        cos = torch.cat([angles.cos(), angles.cos()], dim=-1).flatten(1)  # (N, d)
+        sin = torch.cat([-angles.sin(), angles.sin()], dim=-1).flatten(1)  # (N, d)
+        return cos, sin
 
     @staticmethod
     def apply(t: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
-        """Rotate ``t`` (B, h, N, d) by the tables from ``tables``; returns t's dtype."""
-        quarter = t.shape[-1] // 4
+        """Rotate ``t`` (..., d) by tables from ``tables`` broadcast to it; keeps t's dtype.
+
+        Per axis half [a, b] of size d/2: [a, b] * cos + [b, a] * signed sin, which is
+        ``t * cos + rotate_half(t) * sin`` with rotate_half([a, b]) = [-b, a].
+        """
         t32 = t.float()
-        y1, y2, x1, x2 = t32.split(quarter, dim=-1)  # 4 x (B, h, N, d/4)
-        rotated = torch.cat([-y2, y1, -x2, x1], dim=-1)  # (B, h, N, d): rotate_half per axis
-        return (t32 * cos + rotated * sin).to(t.dtype)
+        swapped = t32.unflatten(-1, (2, 2, -1)).flip(-2).flatten(-3)  # (..., d): [y2 y1 x2 x1]
+        return torch.addcmul(t32 * cos, swapped, sin).to(t.dtype)
 
 
 class Attention(nn.Module):
@@ -86,10 +88,12 @@ class Attention(nn.Module):
     ) -> Tensor:
         B, N, C = x.shape
         qkv = self.qkv(x).reshape(B, N, 3, self.num_heads, self.head_dim)  # (B, N, 3, h, d)
-        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # 3 x (B, h, N, d)
+        qk, v = qkv[:, :, :2], qkv[:, :, 2]  # (B, N, 2, h, d), (B, N, h, d)
         if rope is not None:
-            q = RoPE2D.apply(q, *rope)
-            k = RoPE2D.apply(k, *rope)
+            cos, sin = (table[:, None, None, :] for table in rope)  # (N, 1, 1, d)
+            qk = RoPE2D.apply(qk, cos, sin)  # q and k in one pass
+        q, k = qk.unbind(2)  # 2 x (B, N, h, d)
+        q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # 3 x (B, h, N, d)
         scale = self.scale * scale_multiplier
         if self.fused:
             out = F.scaled_dot_product_attention(q, k, v, scale=scale)  # (B, h, N, d)

@@ -33,7 +33,7 @@ class ResidualConvUnit(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         out = self.conv1(F.relu(x))
-        out = self.conv2(F.relu(out))
+        out = self.conv2(F.relu(out, inplace=True))
         return out + x
 
 
@@ -50,7 +50,9 @@ class FusionBlock(nn.Module):
         if skip is not None:
             path = path + self.resConfUnit1(skip)
         path = self.resConfUnit2(path)
-        return self.out_conv(_upsample2x(path))
+        # A 1x1 conv commutes with bilinear upsampling (weights per pixel sum to 1), so
+        # mixing channels first gives the same result at a quarter of the cost.
+        return _upsample2x(self.out_conv(path))
 
 
 class Scratch(nn.Module):
@@ -122,7 +124,7 @@ class DPTAdapter(nn.Module):
             nn.Conv2d(feature_dim, feature_dim // 2, kernel_size=3, padding=1),
             nn.Upsample(scale_factor=patch_size / 8, mode="bilinear", align_corners=True),
             nn.Conv2d(feature_dim // 2, last_dim, kernel_size=3, padding=1),
-            nn.ReLU(),
+            nn.ReLU(inplace=True),
             nn.Conv2d(last_dim, num_channels, kernel_size=1),
         )
 
