@@ -1,0 +1,468 @@
+"""Dense points on the CPU from posed photos: rectified stereo pairs through OpenCV's semi-global
+matching, depth consistency across views, and fusion into one cloud without duplicates.
+
+1. Each view is scaled to a working resolution (``DensifyOptions.max_image_px`` on the long side).
+2. Each view (the reference) gets the partner views that see most sparse points under a good
+   triangulation angle, and whose epipoles lie well outside both images (rectifiable pairs).
+3. Each pair is rectified (``aetherscan.geometry.rectification``), matched with ``cv2.StereoSGBM``
+   over the disparity range of the sparse points both views see, and its disparities turned into
+   a depth map on the reference view's pixel grid.
+4. A reference pixel is kept when the depth maps of at least ``min_consistent_views`` other views
+   agree with its depth; its confidence is the number of views that agree, itself included (>= 2).
+5. Fusion: when view i keeps a pixel that view k confirms, the confirming pixel of k is marked as
+   taken, so the same surface point is not emitted again by k. Each point therefore belongs to
+   exactly one view, and views are finalised one by one as soon as the depth maps they are checked
+   against exist, which is when ``on_view`` hears of them.
+
+Legend: V views, M sparse points, N points of one view, (h, w) working size of one view.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from aetherscan.geometry.rectification import (
+    Rectification,
+    camera_center,
+    opencv_intrinsics,
+    rectify_pair,
+)
+
+log = logging.getLogger(__name__)
+
+ViewCallback = Callable[[int, np.ndarray, np.ndarray, np.ndarray], None]
+ProgressCallback = Callable[[float, str], None]
+ViewPoints = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]
+
+INVALID_DISPARITY = -1e4  # far below any disparity, so that interpolating across it is detectable
+
+
+@dataclass(frozen=True)
+class DensifyOptions:
+    max_image_px: int = 1024  # long side of the working resolution; larger photos are scaled down
+    partners_per_view: int = 1  # stereo partners of each reference view
+    check_views: int = 8  # views each depth map is checked against (the best-scored ones)
+    min_consistent_views: int = 1  # other views that must agree with a depth for it to be kept
+    depth_tolerance: float = 0.01  # relative depth difference that still counts as agreement
+    best_angle_deg: float = 10.0  # preferred triangulation angle of a stereo pair
+    max_angle_deg: float = 40.0  # pairs seeing their points under wider angles are not matched
+    min_shared_points: int = 10  # sparse points a pair must both see
+    epipole_margin: float = 0.5  # epipoles must lie this many image sizes outside either image
+    disparity_margin: float = 0.1  # widen the sparse disparity range by this share on each side
+    max_disparities: int = 256  # cap on the disparity search range (pixels)
+    block_size: int = 5  # SGBM matching window (odd)
+    uniqueness_ratio: int = 10  # SGBM: margin by which the best match must win, percent
+    min_texture: float = 1.5  # grey-level standard deviation in a 7x7 window below which a pixel
+    # is too plain to match (clear sky, white walls): its disparity would be a guess
+
+
+@dataclass
+class _View:
+    """One view at working resolution."""
+
+    rgb: np.ndarray  # (h, w, 3) uint8
+    gray: np.ndarray  # (h, w) uint8
+    textured: np.ndarray  # (h, w) bool, where matching is meaningful
+    K: np.ndarray  # (3, 3) OpenCV convention, working resolution
+    pose: np.ndarray  # (4, 4) cam_from_world
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.gray.shape[1], self.gray.shape[0]
+
+    def project(self, xyz: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """World points (N, 3) -> pixel coordinates (N, 2) and depths (N,)."""
+        cam = xyz @ self.pose[:3, :3].T + self.pose[:3, 3]  # (N, 3)
+        z = cam[:, 2]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            uv = cam[:, :2] / z[:, None] * np.diag(self.K)[:2] + self.K[:2, 2]
+        return uv, z
+
+    def sees(self, xyz: np.ndarray) -> np.ndarray:
+        uv, z = self.project(xyz)
+        w, h = self.size
+        return (
+            (z > 0)
+            & (uv[:, 0] > -0.5)
+            & (uv[:, 0] < w - 0.5)
+            & (uv[:, 1] > -0.5)
+            & (uv[:, 1] < h - 0.5)
+        )
+
+    def unproject(self, u: np.ndarray, v: np.ndarray, z: np.ndarray) -> np.ndarray:
+        """Pixels with depths -> world points (N, 3)."""
+        K = self.K
+        cam = np.stack(
+            [(u - K[0, 2]) / K[0, 0] * z, (v - K[1, 2]) / K[1, 1] * z, z], axis=1
+        )  # (N, 3)
+        R, t = self.pose[:3, :3], self.pose[:3, 3]
+        return (cam - t) @ R
+
+
+def densify(
+    images: list[np.ndarray],
+    K: list[np.ndarray],
+    cam_from_world: list[np.ndarray],
+    sparse_xyz: np.ndarray | None = None,
+    on_view: ViewCallback | None = None,
+    progress: ProgressCallback | None = None,
+    options: DensifyOptions | None = None,
+) -> list[ViewPoints]:
+    """Dense coloured points for posed photos.
+
+    ``images`` are upright (H, W, 3) uint8 RGB photos without lens distortion (pinhole cameras),
+    at the resolution that the 3x3 ``K`` (pixel-centre convention: image centre at (W/2, H/2))
+    refers to; ``cam_from_world`` are 4x4 OpenCV world-to-camera poses. ``sparse_xyz`` (M, 3),
+    the structure-from-motion points, sets depth ranges and chooses stereo partners; without it
+    the depth range of a pair is guessed from where the two optical axes meet.
+
+    Returns, per view, ``(xyz (N, 3) float32, rgb (N, 3) uint8, confidence (N,) float32, depth)``.
+    The points of different views are disjoint: each surface point belongs to one view. Confidence
+    is the number of views whose depth maps agree on the point (>= 1 + min_consistent_views).
+    ``depth`` is the view's checked depth map along its camera z axis at the working resolution
+    (h, w), 0 where unknown, or None when the view had no stereo partner; its intrinsics are K
+    scaled by (w / W, h / H). ``on_view(view_index, xyz, rgb, confidence)`` receives each view's
+    points (possibly none) as soon as they are final, in no particular order; ``progress(fraction,
+    message)`` reports progress.
+    """
+    options = options or DensifyOptions()
+    views = _prepare_views(images, K, cam_from_world, options.max_image_px, options.min_texture)
+    count = len(views)
+    report = progress or (lambda fraction, message: None)
+    if sparse_xyz is None or len(sparse_xyz) == 0:
+        guide, guessed = _axis_crossings(views), True
+    else:
+        guide, guessed = np.asarray(sparse_xyz, np.float64).reshape(-1, 3), False
+    visible = np.stack([view.sees(guide) for view in views]) if len(guide) else None  # (V, M)
+    partners, checks = _choose_views(views, guide, visible, options)
+
+    raw_depth: list[np.ndarray | None] = [None] * count
+    consumed = [np.zeros(view.gray.shape, bool) for view in views]
+    results: list[ViewPoints | None] = [None] * count
+    pending = set(range(count))
+    for index, view in enumerate(views):
+        depths = []
+        for partner in partners[index]:
+            depth = _pair_depth(
+                view, views[partner], guide, visible, guessed, index, partner, options
+            )
+            if depth is not None:
+                depths.append(depth)
+        raw_depth[index] = _merge_depths(depths, options.depth_tolerance) if depths else None
+        report(0.9 * (index + 1) / count, f"stereo {index + 1} of {count}")
+        for ready in sorted(i for i in pending if max([i, *checks[i]]) <= index):
+            results[ready] = _fuse_view(ready, views, raw_depth, checks[ready], consumed, options)
+            pending.discard(ready)
+            if on_view is not None:
+                on_view(ready, *results[ready][:3])
+    report(1.0, f"{sum(len(r[0]) for r in results if r is not None):,} dense points")
+    return [r for r in results if r is not None]
+
+
+def _prepare_views(
+    images: list[np.ndarray],
+    Ks: list[np.ndarray],
+    poses: list[np.ndarray],
+    max_image_px: int,
+    min_texture: float,
+) -> list[_View]:
+    if not len(images) == len(Ks) == len(poses):
+        raise ValueError(
+            f"expected as many intrinsics and poses as images, got {len(images)} images, "
+            f"{len(Ks)} K and {len(poses)} poses"
+        )
+    views = []
+    for image, K, pose in zip(images, Ks, poses, strict=True):
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise ValueError(f"expected (H, W, 3) uint8 images, got {image.shape} {image.dtype}")
+        if np.shape(K) != (3, 3) or np.shape(pose) != (4, 4):
+            raise ValueError(f"expected 3x3 K and 4x4 poses, got {np.shape(K)}, {np.shape(pose)}")
+        height, width = image.shape[:2]
+        scale = min(1.0, max_image_px / max(width, height))
+        w, h = max(1, round(width * scale)), max(1, round(height * scale))
+        rgb = image if (w, h) == (width, height) else cv2.resize(image, (w, h), cv2.INTER_AREA)
+        K_work = np.array(K, np.float64)
+        K_work[0] *= w / width  # exact with the pixel-centre convention
+        K_work[1] *= h / height
+        gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+        textured = _local_deviation(gray, 7) >= min_texture
+        views.append(
+            _View(rgb, gray, textured, opencv_intrinsics(K_work), np.asarray(pose, np.float64))
+        )
+    return views
+
+
+def _local_deviation(gray: np.ndarray, window: int) -> np.ndarray:
+    values = gray.astype(np.float32)
+    mean = cv2.boxFilter(values, -1, (window, window))
+    mean_square = cv2.boxFilter(values * values, -1, (window, window))
+    return np.sqrt(np.maximum(mean_square - mean * mean, 0))
+
+
+def _axis_crossings(views: list[_View]) -> np.ndarray:
+    """Stand-in sparse points where no SfM points are given: the closest approach of each two
+    optical axes that meet in front of both cameras. (M, 3), possibly empty."""
+    centers = [camera_center(v.pose) for v in views]
+    axes = [v.pose[2, :3] for v in views]
+    points = []
+    for i in range(len(views)):
+        for j in range(i + 1, len(views)):
+            a, b, offset = axes[i], axes[j], centers[j] - centers[i]
+            cross = a @ b
+            denom = 1 - cross**2
+            if denom < 1e-6:
+                continue
+            s = (offset @ a - cross * (offset @ b)) / denom
+            t = (cross * (offset @ a) - offset @ b) / denom
+            gap = np.linalg.norm(centers[i] + s * a - centers[j] - t * b)
+            if s > 0 and t > 0 and gap < 0.2 * min(s, t):
+                points.append((centers[i] + s * a + centers[j] + t * b) / 2)
+    return np.array(points, np.float64).reshape(-1, 3)
+
+
+def _choose_views(
+    views: list[_View], guide: np.ndarray, visible: np.ndarray | None, options: DensifyOptions
+) -> tuple[list[list[int]], list[list[int]]]:
+    """Per view: its stereo partners and the views its depths are checked against."""
+    count = len(views)
+    scores = np.zeros((count, count))
+    if visible is not None:
+        shared = visible.astype(np.float32) @ visible.T.astype(np.float32)  # (V, V)
+        centers = np.array([camera_center(v.pose) for v in views])
+        for i in range(count):
+            for j in range(i + 1, count):
+                if shared[i, j] < min(options.min_shared_points, max(1, visible.shape[1] // 2)):
+                    continue
+                both = guide[visible[i] & visible[j]]
+                ray_i, ray_j = both - centers[i], both - centers[j]
+                cosine = np.sum(ray_i * ray_j, axis=1) / (
+                    np.linalg.norm(ray_i, axis=1) * np.linalg.norm(ray_j, axis=1)
+                )
+                angle = np.degrees(np.arccos(np.clip(cosine, -1, 1)))
+                if np.median(angle) > options.max_angle_deg:
+                    continue
+                # Weight 1 at the preferred angle, 0.5 at half or twice it: narrower angles give
+                # noisier depths, wider ones harder matching and longer disparity searches.
+                weight = 0.5 ** (np.log2(angle / options.best_angle_deg + 1e-9) ** 2)
+                scores[i, j] = scores[j, i] = weight.sum()
+    partners, checks = [], []
+    for i in range(count):
+        order = [j for j in np.argsort(-scores[i]) if scores[i, j] > 0 and j != i]
+        checks.append([int(j) for j in order[: options.check_views]])
+        chosen = []
+        for j in order:
+            if len(chosen) == options.partners_per_view:
+                break
+            if _epipoles_outside(views[i], views[j], options.epipole_margin):
+                chosen.append(int(j))
+        partners.append(chosen)
+        if not chosen:
+            log.info("view %d has no stereo partner: no dense points from it", i)
+    return partners, checks
+
+
+def _epipoles_outside(a: _View, b: _View, margin: float) -> bool:
+    """Whether each camera's centre projects well outside the other's image (or to infinity):
+    rectification near an epipole would stretch the image without bound."""
+    for view, other in ((a, b), (b, a)):
+        point = view.K @ (view.pose[:3, :3] @ camera_center(other.pose) + view.pose[:3, 3])
+        w, h = view.size
+        if abs(point[2]) < 1e-9 * np.linalg.norm(point):
+            continue
+        x, y = point[:2] / point[2]
+        if -margin * w < x < (1 + margin) * w and -margin * h < y < (1 + margin) * h:
+            return False
+    return True
+
+
+def _pair_depth(
+    ref: _View,
+    src: _View,
+    guide: np.ndarray,
+    visible: np.ndarray | None,
+    guessed: bool,
+    ref_index: int,
+    src_index: int,
+    options: DensifyOptions,
+) -> np.ndarray | None:
+    """Depth map (h, w) of ``ref`` from stereo with ``src``, 0 where unknown; None when the pair
+    cannot be matched."""
+    rect = rectify_pair(ref.K, ref.pose, ref.size, src.pose)
+    if rect is None or visible is None:
+        return None
+    both = visible[ref_index] & visible[src_index]
+    points = guide[both]
+    cam = points @ ref.pose[:3, :3].T + ref.pose[:3, 3]
+    rect_depth = (cam @ rect.ref_to_rect.T)[:, 2]
+    rect_depth = rect_depth[rect_depth > 0]
+    if len(rect_depth) == 0:
+        return None
+    # The disparities the sparse points predict, widened on both sides for what they miss.
+    expected = rect.disparity_from_depth(rect_depth)
+    low, high = np.percentile(expected, [1, 99])
+    widen = options.disparity_margin * (high - low) + (0.5 * high if guessed else 2.0)
+    low, high = np.floor(low - widen), np.ceil(high + widen)
+    span = int(np.ceil((high - low) / 16) * 16)
+    if span > options.max_disparities:
+        log.info(
+            "pair %d-%d: disparity range %d capped at %d",
+            ref_index,
+            src_index,
+            span,
+            options.max_disparities,
+        )
+        span = options.max_disparities
+    rect = rect.with_source_shift(float(low), span)
+    disparity = _match(ref, src, rect, span, options)
+    return _disparity_to_depth(ref, rect, disparity)
+
+
+def _match(
+    ref: _View, src: _View, rect: Rectification, span: int, options: DensifyOptions
+) -> np.ndarray:
+    """Disparities (in rectified reference pixels) as float32, INVALID_DISPARITY where unknown."""
+    H_ref, H_src = rect.homographies(ref.K, src.K)
+    size = rect.size
+    left = cv2.warpPerspective(ref.gray, H_ref, size, flags=cv2.INTER_LINEAR)
+    right = cv2.warpPerspective(src.gray, H_src, size, flags=cv2.INTER_LINEAR)
+    inside = cv2.warpPerspective(
+        np.full(src.gray.shape, 255, np.uint8), H_src, size, flags=cv2.INTER_NEAREST
+    )
+    block = options.block_size
+    matcher = cv2.StereoSGBM.create(
+        minDisparity=0,
+        numDisparities=span,
+        blockSize=block,
+        P1=8 * block * block,
+        P2=32 * block * block,
+        disp12MaxDiff=1,
+        uniquenessRatio=options.uniqueness_ratio,
+        speckleWindowSize=100,
+        speckleRange=2,
+        mode=cv2.STEREO_SGBM_MODE_SGBM_3WAY,
+    )
+    fixed = matcher.compute(left, right)  # (height, width) int16, 16 x disparity
+    disparity = fixed.astype(np.float32) / 16
+    valid = fixed >= 0
+    # Matches that land outside the source photo (on the black border) are guesses.
+    rows, cols = np.nonzero(valid)
+    target = np.clip(np.round(cols - disparity[rows, cols]).astype(np.int64), 0, size[0] - 1)
+    valid[rows[inside[rows, target] == 0], cols[inside[rows, target] == 0]] = False
+    disparity[~valid] = INVALID_DISPARITY
+    return disparity
+
+
+def _disparity_to_depth(ref: _View, rect: Rectification, disparity: np.ndarray) -> np.ndarray:
+    """Sample rectified disparities at the reference's own pixels and turn them into depths."""
+    w, h = ref.size
+    u, v = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    H_ref, _ = rect.homographies(ref.K, ref.K)
+    denom = H_ref[2, 0] * u + H_ref[2, 1] * v + H_ref[2, 2]
+    map_x = ((H_ref[0, 0] * u + H_ref[0, 1] * v + H_ref[0, 2]) / denom).astype(np.float32)
+    map_y = ((H_ref[1, 0] * u + H_ref[1, 1] * v + H_ref[1, 2]) / denom).astype(np.float32)
+    nearest = cv2.remap(disparity, map_x, map_y, cv2.INTER_NEAREST, borderValue=INVALID_DISPARITY)
+    linear = cv2.remap(disparity, map_x, map_y, cv2.INTER_LINEAR, borderValue=INVALID_DISPARITY)
+    # Interpolating across a missing disparity or a depth edge shows as a jump.
+    valid = (nearest >= 0) & (np.abs(linear - nearest) < 1) & (linear + rect.source_shift_px > 0.5)
+    valid &= ref.textured
+    # Rectified depth Z of the point on the ray of (u, v) is z_ref * (ref_to_rect @ ray)_z.
+    ray_z = rect.ref_to_rect[2] @ np.linalg.inv(ref.K)  # (3,)
+    stretch = ray_z[0] * u + ray_z[1] * v + ray_z[2]
+    depth = np.zeros((h, w), np.float32)
+    depth[valid] = rect.depth_from_disparity(linear[valid]) / stretch[valid]
+    return depth
+
+
+def _merge_depths(depths: list[np.ndarray], tolerance: float) -> np.ndarray:
+    """One depth map from several partners: agreeing depths are averaged, a lone one is kept,
+    disagreeing ones are dropped."""
+    merged = depths[0]
+    for other in depths[1:]:
+        both = (merged > 0) & (other > 0)
+        agree = both & (np.abs(merged - other) <= tolerance * merged)
+        merged = np.where(merged > 0, merged, other)
+        merged = np.where(agree, (merged + other) / 2, merged)
+        merged[both & ~agree] = 0
+    return merged
+
+
+def _fuse_view(
+    index: int,
+    views: list[_View],
+    raw_depth: list[np.ndarray | None],
+    checks: list[int],
+    consumed: list[np.ndarray],
+    options: DensifyOptions,
+) -> ViewPoints:
+    """Check a view's depths against other views, and emit the points not taken yet."""
+    view, depth = views[index], raw_depth[index]
+    if depth is None:
+        return _no_points(None)
+    v, u = np.nonzero(depth > 0)
+    z = depth[v, u]
+    K = view.K
+    cam = np.empty((3, len(z)), np.float32)  # (3, N): points in this camera
+    cam[0] = (u - K[0, 2]) * (z / K[0, 0])
+    cam[1] = (v - K[1, 2]) * (z / K[1, 1])
+    cam[2] = z
+    world_from_cam = np.linalg.inv(view.pose)
+    agreeing = np.ones(len(z), np.int32)
+    scale_sum = np.ones(len(z), np.float32)
+    confirmations = []
+    for other in checks:
+        other_depth = raw_depth[other]
+        if other_depth is None:
+            continue
+        col, row, z_other, hit, offset = _project_pixels(views[other], world_from_cam, cam)
+        seen = other_depth[row, col]
+        agree = np.abs(seen - z_other) <= options.depth_tolerance * z_other
+        hit, col, row = hit[agree], col[agree], row[agree]
+        agreeing[hit] += 1
+        # Scaling a point along its ray here by s moves its depth there from z_other to
+        # offset + s * (z_other - offset); the s that matches the depth seen there is its vote.
+        scale_sum[hit] += (seen[agree] - offset) / (z_other[agree] - offset)
+        confirmations.append((other, hit, row, col))
+    keep = agreeing >= 1 + options.min_consistent_views
+    scale = scale_sum / agreeing
+    cam *= scale
+    z = cam[2]
+    checked = np.zeros_like(depth)
+    checked[v[keep], u[keep]] = z[keep]
+    emit = keep & ~consumed[index][v, u]
+    for other, hit, row, col in confirmations:
+        taken = emit[hit]
+        consumed[other][row[taken], col[taken]] = True
+    rotation, translation = world_from_cam[:3, :3], world_from_cam[:3, 3:]
+    xyz = (rotation.astype(np.float32) @ cam[:, emit] + translation.astype(np.float32)).T
+    return (
+        np.ascontiguousarray(xyz, np.float32),
+        view.rgb[v[emit], u[emit]],
+        agreeing[emit].astype(np.float32),
+        checked,
+    )
+
+
+def _project_pixels(
+    view: _View, world_from_cam: np.ndarray, cam: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float]:
+    """Project points (3, N) of another camera into ``view``: the nearest pixel (column, row),
+    depth and index of each point that lands inside the image in front of the camera, and the
+    depth of the other camera's centre in ``view``."""
+    relative = (view.pose @ world_from_cam).astype(np.float32)
+    there = relative[:3, :3] @ cam + relative[:3, 3:]  # (3, N)
+    z = there[2]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        col = np.rint(there[0] / z * view.K[0, 0] + view.K[0, 2])
+        row = np.rint(there[1] / z * view.K[1, 1] + view.K[1, 2])
+    w, h = view.size
+    hit = np.nonzero((z > 0) & (col >= 0) & (col < w) & (row >= 0) & (row < h))[0]
+    return col[hit].astype(np.intp), row[hit].astype(np.intp), z[hit], hit, float(relative[2, 3])
+
+
+def _no_points(depth: np.ndarray | None) -> ViewPoints:
+    return np.zeros((0, 3), np.float32), np.zeros((0, 3), np.uint8), np.zeros(0, np.float32), depth
