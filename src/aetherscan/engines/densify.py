@@ -45,7 +45,8 @@ INVALID_DISPARITY = -1e4  # far below any disparity, so that interpolating acros
 @dataclass(frozen=True)
 class DensifyOptions:
     max_image_px: int = 1024  # long side of the working resolution; larger photos are scaled down
-    partners_per_view: int = 1  # stereo partners of each reference view
+    partners_per_view: int = 2  # stereo partners of each reference view, at most
+    enough_coverage: float = 0.5  # no further partner once this share of textured pixels has depth
     check_views: int = 8  # views each depth map is checked against (the best-scored ones)
     min_consistent_views: int = 1  # other views that must agree with a depth for it to be kept
     depth_tolerance: float = 0.01  # relative depth difference that still counts as agreement
@@ -54,7 +55,9 @@ class DensifyOptions:
     min_shared_points: int = 10  # sparse points a pair must both see
     epipole_margin: float = 0.5  # epipoles must lie this many image sizes outside either image
     disparity_margin: float = 0.1  # widen the sparse disparity range by this share on each side
-    max_disparities: int = 256  # cap on the disparity search range (pixels)
+    max_disparities: int = (
+        384  # longest disparity search; deeper pairs are matched at lower resolution
+    )
     block_size: int = 5  # SGBM matching window (odd)
     uniqueness_ratio: int = 10  # SGBM: margin by which the best match must win, percent
     min_texture: float = 1.5  # grey-level standard deviation in a 7x7 window below which a pixel
@@ -145,15 +148,10 @@ def densify(
     consumed = [np.zeros(view.gray.shape, bool) for view in views]
     results: list[ViewPoints | None] = [None] * count
     pending = set(range(count))
-    for index, view in enumerate(views):
-        depths = []
-        for partner in partners[index]:
-            depth = _pair_depth(
-                view, views[partner], guide, visible, guessed, index, partner, options
-            )
-            if depth is not None:
-                depths.append(depth)
-        raw_depth[index] = _merge_depths(depths, options.depth_tolerance) if depths else None
+    for index in range(count):
+        raw_depth[index] = _view_depth(
+            index, views, partners[index], guide, visible, guessed, options
+        )
         report(0.9 * (index + 1) / count, f"stereo {index + 1} of {count}")
         for ready in sorted(i for i in pending if max([i, *checks[i]]) <= index):
             results[ready] = _fuse_view(ready, views, raw_depth, checks[ready], consumed, options)
@@ -162,6 +160,29 @@ def densify(
                 on_view(ready, *results[ready][:3])
     report(1.0, f"{sum(len(r[0]) for r in results if r is not None):,} dense points")
     return [r for r in results if r is not None]
+
+
+def _view_depth(
+    index: int,
+    views: list[_View],
+    partners: list[int],
+    guide: np.ndarray,
+    visible: np.ndarray | None,
+    guessed: bool,
+    options: DensifyOptions,
+) -> np.ndarray | None:
+    """Depth map of one view from its partners, best first, until enough of it is covered."""
+    view, merged = views[index], None
+    for partner in partners:
+        depth = _pair_depth(view, views[partner], guide, visible, guessed, index, partner, options)
+        if depth is None:
+            continue
+        merged = depth if merged is None else _merge_depths(merged, depth, options.depth_tolerance)
+        coverage = np.count_nonzero(merged) / max(1, np.count_nonzero(view.textured))
+        log.debug("view %d: %.2f of its textured pixels have a depth", index, coverage)
+        if coverage >= options.enough_coverage:
+            break
+    return merged
 
 
 def _prepare_views(
@@ -252,18 +273,41 @@ def _choose_views(
                 scores[i, j] = scores[j, i] = weight.sum()
     partners, checks = [], []
     for i in range(count):
-        order = [j for j in np.argsort(-scores[i]) if scores[i, j] > 0 and j != i]
-        checks.append([int(j) for j in order[: options.check_views]])
-        chosen = []
-        for j in order:
-            if len(chosen) == options.partners_per_view:
-                break
+        order = [int(j) for j in np.argsort(-scores[i]) if scores[i, j] > 0 and j != i]
+        checks.append(order[: options.check_views])
+        suitability = {}
+        for j in order[: 2 * options.check_views]:
             if _epipoles_outside(views[i], views[j], options.epipole_margin):
-                chosen.append(int(j))
-        partners.append(chosen)
-        if not chosen:
+                both = guide[visible[i] & visible[j]]  # type: ignore[index]
+                suitability[j] = scores[i, j] * _stretch_weight(views[i], views[j], both)
+        ranked = sorted(suitability, key=lambda j: -suitability[j])
+        partners.append([j for j in ranked if suitability[j] > 0][: options.partners_per_view])
+        if not partners[-1]:
             log.info("view %d has no stereo partner: no dense points from it", i)
     return partners, checks
+
+
+def _stretch_weight(ref: _View, src: _View, points: np.ndarray) -> float:
+    """How alike the two rectified images look around the sparse points, from 1 (same scale)
+    down: block matching fails where one image is squeezed or sheared against the other, as when
+    one camera stands closer to the surface than the other."""
+    rect = rectify_pair(ref.K, ref.pose, ref.size, src.pose)
+    if rect is None or len(points) < 3:
+        return 0.0
+    H_ref, H_src = rect.homographies(ref.K, src.K)
+    here = _apply_homography(H_ref, ref.project(points)[0])
+    there = _apply_homography(H_src, src.project(points)[0])
+    # x_src ~ scale * x_ref + shear * y_ref + c, over the points
+    design = np.column_stack([here - here.mean(axis=0), np.ones(len(here))])
+    (scale, shear, _), *_ = np.linalg.lstsq(design, there[:, 0], rcond=None)
+    if scale <= 0:
+        return 0.0
+    return float(0.5 ** ((np.log2(scale) / 0.25) ** 2 + (shear / 0.15) ** 2))
+
+
+def _apply_homography(H: np.ndarray, uv: np.ndarray) -> np.ndarray:
+    mapped = np.column_stack([uv, np.ones(len(uv))]) @ H.T
+    return mapped[:, :2] / mapped[:, 2:]
 
 
 def _epipoles_outside(a: _View, b: _View, margin: float) -> bool:
@@ -306,18 +350,18 @@ def _pair_depth(
     expected = rect.disparity_from_depth(rect_depth)
     low, high = np.percentile(expected, [1, 99])
     widen = options.disparity_margin * (high - low) + (0.5 * high if guessed else 2.0)
-    low, high = np.floor(low - widen), np.ceil(high + widen)
-    span = int(np.ceil((high - low) / 16) * 16)
-    if span > options.max_disparities:
-        log.info(
-            "pair %d-%d: disparity range %d capped at %d",
-            ref_index,
-            src_index,
-            span,
-            options.max_disparities,
-        )
-        span = options.max_disparities
+    low, high = low - widen, high + widen
+    if high - low > options.max_disparities:
+        # Too deep a scene for this baseline: match at a lower resolution instead of
+        # dropping depths (the depth map is still sampled at every reference pixel).
+        factor = options.max_disparities / (high - low)
+        log.debug("pair %d-%d: matching at %.2f x resolution", ref_index, src_index, factor)
+        rect = rect.scaled(factor)
+        low, high = low * factor, high * factor
+    low, high = np.floor(low), np.ceil(high)
+    span = min(options.max_disparities, int(np.ceil((high - low) / 16) * 16))
     rect = rect.with_source_shift(float(low), span)
+    log.debug("pair %d-%d: %s disparities %d", ref_index, src_index, rect.size, span)
     disparity = _match(ref, src, rect, span, options)
     return _disparity_to_depth(ref, rect, disparity)
 
@@ -378,16 +422,14 @@ def _disparity_to_depth(ref: _View, rect: Rectification, disparity: np.ndarray) 
     return depth
 
 
-def _merge_depths(depths: list[np.ndarray], tolerance: float) -> np.ndarray:
-    """One depth map from several partners: agreeing depths are averaged, a lone one is kept,
-    disagreeing ones are dropped."""
-    merged = depths[0]
-    for other in depths[1:]:
-        both = (merged > 0) & (other > 0)
-        agree = both & (np.abs(merged - other) <= tolerance * merged)
-        merged = np.where(merged > 0, merged, other)
-        merged = np.where(agree, (merged + other) / 2, merged)
-        merged[both & ~agree] = 0
+def _merge_depths(depth: np.ndarray, other: np.ndarray, tolerance: float) -> np.ndarray:
+    """One depth map from two: agreeing depths are averaged, a lone one is kept, disagreeing
+    ones are dropped."""
+    both = (depth > 0) & (other > 0)
+    agree = both & (np.abs(depth - other) <= tolerance * depth)
+    merged = np.where(depth > 0, depth, other)
+    merged[agree] = (depth[agree] + other[agree]) / 2
+    merged[both & ~agree] = 0
     return merged
 
 
@@ -399,18 +441,16 @@ def _fuse_view(
     consumed: list[np.ndarray],
     options: DensifyOptions,
 ) -> ViewPoints:
-    """Check a view's depths against other views, and emit the points not taken yet."""
+    """Check a view's depths against other views, average the depths that agree, and emit the
+    points that no earlier view has taken."""
     view, depth = views[index], raw_depth[index]
     if depth is None:
         return _no_points(None)
-    v, u = np.nonzero(depth > 0)
-    z = depth[v, u]
-    K = view.K
-    cam = np.empty((3, len(z)), np.float32)  # (3, N): points in this camera
-    cam[0] = (u - K[0, 2]) * (z / K[0, 0])
-    cam[1] = (v - K[1, 2]) * (z / K[1, 1])
-    cam[2] = z
-    world_from_cam = np.linalg.inv(view.pose)
+    width = view.size[0]
+    pixel = np.flatnonzero(depth > 0)  # (N,) flat pixel indices
+    u = (pixel % width).astype(np.float32)
+    v = (pixel // width).astype(np.float32)
+    z = depth.ravel()[pixel]
     agreeing = np.ones(len(z), np.int32)
     scale_sum = np.ones(len(z), np.float32)
     confirmations = []
@@ -418,50 +458,56 @@ def _fuse_view(
         other_depth = raw_depth[other]
         if other_depth is None:
             continue
-        col, row, z_other, hit, offset = _project_pixels(views[other], world_from_cam, cam)
-        seen = other_depth[row, col]
+        hit, there, z_other, offset = _project_pixels(view, views[other], u, v, z)
+        seen = other_depth.ravel()[there]
         agree = np.abs(seen - z_other) <= options.depth_tolerance * z_other
-        hit, col, row = hit[agree], col[agree], row[agree]
+        hit, there = hit[agree], there[agree]
         agreeing[hit] += 1
         # Scaling a point along its ray here by s moves its depth there from z_other to
         # offset + s * (z_other - offset); the s that matches the depth seen there is its vote.
         scale_sum[hit] += (seen[agree] - offset) / (z_other[agree] - offset)
-        confirmations.append((other, hit, row, col))
+        confirmations.append((other, hit, there))
     keep = agreeing >= 1 + options.min_consistent_views
-    scale = scale_sum / agreeing
-    cam *= scale
-    z = cam[2]
+    z = z * (scale_sum / agreeing)
     checked = np.zeros_like(depth)
-    checked[v[keep], u[keep]] = z[keep]
-    emit = keep & ~consumed[index][v, u]
-    for other, hit, row, col in confirmations:
-        taken = emit[hit]
-        consumed[other][row[taken], col[taken]] = True
-    rotation, translation = world_from_cam[:3, :3], world_from_cam[:3, 3:]
-    xyz = (rotation.astype(np.float32) @ cam[:, emit] + translation.astype(np.float32)).T
+    checked.ravel()[pixel[keep]] = z[keep]
+    emit = keep & ~consumed[index].ravel()[pixel]
+    for other, hit, there in confirmations:
+        consumed[other].ravel()[there[emit[hit]]] = True
+    u, v, z, pixel = u[emit], v[emit], z[emit], pixel[emit]
+    K = view.K
+    cam = np.stack([(u - K[0, 2]) * (z / K[0, 0]), (v - K[1, 2]) * (z / K[1, 1]), z])  # (3, N)
+    world_from_cam = np.linalg.inv(view.pose).astype(np.float32)
+    xyz = (world_from_cam[:3, :3] @ cam + world_from_cam[:3, 3:]).T  # (N, 3)
     return (
         np.ascontiguousarray(xyz, np.float32),
-        view.rgb[v[emit], u[emit]],
+        view.rgb.reshape(-1, 3)[pixel],
         agreeing[emit].astype(np.float32),
         checked,
     )
 
 
 def _project_pixels(
-    view: _View, world_from_cam: np.ndarray, cam: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float]:
-    """Project points (3, N) of another camera into ``view``: the nearest pixel (column, row),
-    depth and index of each point that lands inside the image in front of the camera, and the
-    depth of the other camera's centre in ``view``."""
-    relative = (view.pose @ world_from_cam).astype(np.float32)
-    there = relative[:3, :3] @ cam + relative[:3, 3:]  # (3, N)
-    z = there[2]
+    view: _View, other: _View, u: np.ndarray, v: np.ndarray, z: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """Project pixels (u, v) of ``view`` at depths z into ``other``.
+
+    Returns the indices of the points that land inside ``other`` in front of it, the flat index
+    of the nearest pixel there and the depth there of each, and the depth in ``other`` of the
+    centre of ``view``.
+    """
+    relative = other.pose @ np.linalg.inv(view.pose)  # this camera -> other camera
+    M = (other.K @ relative[:3, :3] @ np.linalg.inv(view.K)).astype(np.float32)
+    e = (other.K @ relative[:3, 3]).astype(np.float32)
+    # Homogeneous pixel there = z * M @ (u, v, 1) + e, written out row by row (fast in numpy).
+    depth = z * (M[2, 0] * u + M[2, 1] * v + M[2, 2]) + e[2]
     with np.errstate(divide="ignore", invalid="ignore"):
-        col = np.rint(there[0] / z * view.K[0, 0] + view.K[0, 2])
-        row = np.rint(there[1] / z * view.K[1, 1] + view.K[1, 2])
-    w, h = view.size
-    hit = np.nonzero((z > 0) & (col >= 0) & (col < w) & (row >= 0) & (row < h))[0]
-    return col[hit].astype(np.intp), row[hit].astype(np.intp), z[hit], hit, float(relative[2, 3])
+        col = (z * (M[0, 0] * u + M[0, 1] * v + M[0, 2]) + e[0]) / depth + 0.5
+        row = (z * (M[1, 0] * u + M[1, 1] * v + M[1, 2]) + e[1]) / depth + 0.5
+    w, h = other.size
+    hit = np.flatnonzero((depth > 0) & (col >= 0) & (col < w) & (row >= 0) & (row < h))
+    there = row[hit].astype(np.int32) * w + col[hit].astype(np.int32)
+    return hit, there, depth[hit], float(e[2])
 
 
 def _no_points(depth: np.ndarray | None) -> ViewPoints:

@@ -60,6 +60,23 @@ class Rectification:
     def disparity_from_depth(self, depth: np.ndarray) -> np.ndarray:
         return self.focal_px * self.baseline / depth - self.source_shift_px
 
+    def scaled(self, factor: float) -> Rectification:
+        """The same rectification at ``factor`` times the resolution."""
+        K_rect = self.K_rect.copy()
+        K_rect[:2] *= factor
+        size = (
+            max(1, int(np.ceil(self.size[0] * factor))),
+            max(1, int(np.ceil(self.size[1] * factor))),
+        )
+        return Rectification(
+            self.ref_to_rect,
+            self.src_to_rect,
+            K_rect,
+            size,
+            self.baseline,
+            self.source_shift_px * factor,
+        )
+
     def with_source_shift(self, shift_px: float, pad_left_px: int) -> Rectification:
         """Shift the source image by ``shift_px`` and widen both images by ``pad_left_px`` on the
         left, where the source pixels that match the reference's left edge land."""
