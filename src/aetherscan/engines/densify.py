@@ -297,6 +297,8 @@ def _stretch_weight(ref: _View, src: _View, points: np.ndarray) -> float:
     H_ref, H_src = rect.homographies(ref.K, src.K)
     here = _apply_homography(H_ref, ref.project(points)[0])
     there = _apply_homography(H_src, src.project(points)[0])
+    if np.any(here.std(axis=0) < 0.05 * np.array(rect.size)):
+        return 1.0  # the points are too close together to tell
     # x_src ~ scale * x_ref + shear * y_ref + c, over the points
     design = np.column_stack([here - here.mean(axis=0), np.ones(len(here))])
     (scale, shear, _), *_ = np.linalg.lstsq(design, there[:, 0], rcond=None)
@@ -458,22 +460,34 @@ def _fuse_view(
         other_depth = raw_depth[other]
         if other_depth is None:
             continue
-        hit, there, z_other, offset = _project_pixels(view, views[other], u, v, z)
+        hit, col, row, z_other, offset = _project_pixels(view, views[other], u, v, z)
+        there = _nearest_pixel(col, row, views[other].size)
         seen = other_depth.ravel()[there]
         agree = np.abs(seen - z_other) <= options.depth_tolerance * z_other
-        hit, there = hit[agree], there[agree]
+        hit, col, row, z_other, seen = (
+            hit[agree],
+            col[agree],
+            row[agree],
+            z_other[agree],
+            seen[agree],
+        )
         agreeing[hit] += 1
         # Scaling a point along its ray here by s moves its depth there from z_other to
         # offset + s * (z_other - offset); the s that matches the depth seen there is its vote.
-        scale_sum[hit] += (seen[agree] - offset) / (z_other[agree] - offset)
-        confirmations.append((other, hit, there))
+        scale_sum[hit] += (seen - offset) / (z_other - offset)
+        # How many pixels there one pixel here spans: where it is about one or less, the point
+        # takes the 2x2 pixels around it there, so that the other view does not emit its own
+        # near-copy; where the other view sees finer, it keeps its pixels in between.
+        footprint = (views[other].K[0, 0] / z_other) / (view.K[0, 0] / z[hit])
+        confirmations.append((other, hit, col, row, footprint < 1.5))
     keep = agreeing >= 1 + options.min_consistent_views
     z = z * (scale_sum / agreeing)
     checked = np.zeros_like(depth)
     checked.ravel()[pixel[keep]] = z[keep]
     emit = keep & ~consumed[index].ravel()[pixel]
-    for other, hit, there in confirmations:
-        consumed[other].ravel()[there[emit[hit]]] = True
+    for other, hit, col, row, coarse in confirmations:
+        taken = emit[hit]
+        _take_pixels(consumed[other], col[taken], row[taken], coarse[taken])
     u, v, z, pixel = u[emit], v[emit], z[emit], pixel[emit]
     K = view.K
     cam = np.stack([(u - K[0, 2]) * (z / K[0, 0]), (v - K[1, 2]) * (z / K[1, 1]), z])  # (3, N)
@@ -489,12 +503,12 @@ def _fuse_view(
 
 def _project_pixels(
     view: _View, other: _View, u: np.ndarray, v: np.ndarray, z: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float]:
     """Project pixels (u, v) of ``view`` at depths z into ``other``.
 
-    Returns the indices of the points that land inside ``other`` in front of it, the flat index
-    of the nearest pixel there and the depth there of each, and the depth in ``other`` of the
-    centre of ``view``.
+    Returns the indices of the points that land inside ``other`` in front of it, their pixel
+    coordinates (column, row) and depths there, and the depth in ``other`` of the centre of
+    ``view``.
     """
     relative = other.pose @ np.linalg.inv(view.pose)  # this camera -> other camera
     M = (other.K @ relative[:3, :3] @ np.linalg.inv(view.K)).astype(np.float32)
@@ -502,12 +516,33 @@ def _project_pixels(
     # Homogeneous pixel there = z * M @ (u, v, 1) + e, written out row by row (fast in numpy).
     depth = z * (M[2, 0] * u + M[2, 1] * v + M[2, 2]) + e[2]
     with np.errstate(divide="ignore", invalid="ignore"):
-        col = (z * (M[0, 0] * u + M[0, 1] * v + M[0, 2]) + e[0]) / depth + 0.5
-        row = (z * (M[1, 0] * u + M[1, 1] * v + M[1, 2]) + e[1]) / depth + 0.5
+        col = (z * (M[0, 0] * u + M[0, 1] * v + M[0, 2]) + e[0]) / depth
+        row = (z * (M[1, 0] * u + M[1, 1] * v + M[1, 2]) + e[1]) / depth
     w, h = other.size
-    hit = np.flatnonzero((depth > 0) & (col >= 0) & (col < w) & (row >= 0) & (row < h))
-    there = row[hit].astype(np.int32) * w + col[hit].astype(np.int32)
-    return hit, there, depth[hit], float(e[2])
+    hit = np.flatnonzero(
+        (depth > 0) & (col > -0.5) & (col < w - 0.5) & (row > -0.5) & (row < h - 0.5)
+    )
+    return hit, col[hit], row[hit], depth[hit], float(e[2])
+
+
+def _nearest_pixel(col: np.ndarray, row: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Flat index of the pixel that covers each (column, row) inside an image of ``size``."""
+    return (row + 0.5).astype(np.int32) * size[0] + (col + 0.5).astype(np.int32)
+
+
+def _take_pixels(taken: np.ndarray, col: np.ndarray, row: np.ndarray, coarse: np.ndarray) -> None:
+    """Mark the pixel under each point as taken, and for ``coarse`` points the 2x2 pixels whose
+    centres surround it."""
+    h, w = taken.shape
+    flat = taken.ravel()
+    flat[_nearest_pixel(col, row, (w, h))] = True
+    left = np.floor(col[coarse]).astype(np.int32)
+    top = np.floor(row[coarse]).astype(np.int32)
+    for dx in (0, 1):
+        for dy in (0, 1):
+            x, y = left + dx, top + dy
+            inside = (x >= 0) & (x < w) & (y >= 0) & (y < h)
+            flat[y[inside] * w + x[inside]] = True
 
 
 def _no_points(depth: np.ndarray | None) -> ViewPoints:
