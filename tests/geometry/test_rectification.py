@@ -92,7 +92,7 @@ def test_reference_image_fits_the_rectified_image() -> None:
     corners = apply(H_ref, np.array([[-0.5, -0.5], [639.5, -0.5], [-0.5, 479.5], [639.5, 479.5]]))
     assert corners.min() >= -1e-6
     assert np.all(corners.max(axis=0) <= np.array(rect.size))
-    assert rect.size[0] * rect.size[1] <= 1.5 * 640 * 480 + 2 * (640 + 480) + 1
+    assert rect.size[0] * rect.size[1] <= 640 * 480 + 2 * (640 + 480) + 1
 
 
 def test_no_rectification_without_a_baseline() -> None:

@@ -55,9 +55,7 @@ class DensifyOptions:
     min_shared_points: int = 10  # sparse points a pair must both see
     epipole_margin: float = 0.5  # epipoles must lie this many image sizes outside either image
     disparity_margin: float = 0.1  # widen the sparse disparity range by this share on each side
-    max_disparities: int = (
-        384  # longest disparity search; deeper pairs are matched at lower resolution
-    )
+    max_disparities: int = 256  # longest search; deeper pairs are matched at lower resolution
     block_size: int = 5  # SGBM matching window (odd)
     uniqueness_ratio: int = 10  # SGBM: margin by which the best match must win, percent
     min_texture: float = 1.5  # grey-level standard deviation in a 7x7 window below which a pixel
@@ -362,10 +360,29 @@ def _pair_depth(
         low, high = low * factor, high * factor
     low, high = np.floor(low), np.ceil(high)
     span = min(options.max_disparities, int(np.ceil((high - low) / 16) * 16))
-    rect = rect.with_source_shift(float(low), span)
+    rect = _crop_to_source(rect.with_source_shift(float(low), span), src, span)
+    if rect is None:
+        return None
     log.debug("pair %d-%d: %s disparities %d", ref_index, src_index, rect.size, span)
     disparity = _match(ref, src, rect, span, options)
     return _disparity_to_depth(ref, rect, disparity)
+
+
+def _crop_to_source(rect: Rectification, src: _View, span: int) -> Rectification | None:
+    """Keep the part of the rectified pair where reference pixels can find their match: rows
+    that the source image covers, and columns up to ``span`` right of it. Semi-global matching
+    leaves the first ``span`` columns without disparity, so those stay in front of the window."""
+    _, H_src = rect.homographies(src.K, src.K)
+    w, h = src.size
+    corners = _apply_homography(H_src, np.array([[-0.5, -0.5], [w, -0.5], [-0.5, h], [w, h]]))
+    width, height = rect.size
+    first = max(span, int(np.floor(corners[:, 0].min())))  # the reference starts at span
+    right = min(width, int(np.ceil(corners[:, 0].max())) + span)
+    top = max(0, int(np.floor(corners[:, 1].min())))
+    bottom = min(height, int(np.ceil(corners[:, 1].max())) + 1)
+    if right - first < 16 or bottom - top < 16:
+        return None
+    return rect.cropped(first - span, top, right, bottom)
 
 
 def _match(

@@ -77,6 +77,20 @@ class Rectification:
             self.source_shift_px * factor,
         )
 
+    def cropped(self, left: int, top: int, right: int, bottom: int) -> Rectification:
+        """The window [left, right) x [top, bottom) of both rectified images."""
+        K_rect = self.K_rect.copy()
+        K_rect[0, 2] -= left
+        K_rect[1, 2] -= top
+        return Rectification(
+            self.ref_to_rect,
+            self.src_to_rect,
+            K_rect,
+            (right - left, bottom - top),
+            self.baseline,
+            self.source_shift_px,
+        )
+
     def with_source_shift(self, shift_px: float, pad_left_px: int) -> Rectification:
         """Shift the source image by ``shift_px`` and widen both images by ``pad_left_px`` on the
         left, where the source pixels that match the reference's left edge land."""
@@ -103,7 +117,7 @@ def rectify_pair(
     ref_size: tuple[int, int],
     src_from_world: np.ndarray,
     *,
-    max_area_ratio: float = 1.5,
+    max_area_ratio: float = 1.0,
 ) -> Rectification | None:
     """Rectify the reference camera (OpenCV ``K_ref``, image ``ref_size`` = (width, height))
     against a source camera; None when no useful rectification exists (coincident centres, or a
