@@ -47,7 +47,7 @@ class DensifyOptions:
     max_image_px: int = 1024  # long side of the working resolution; larger photos are scaled down
     partners_per_view: int = 2  # stereo partners of each reference view, at most
     enough_coverage: float = 0.5  # no further partner once this share of textured pixels has depth
-    check_views: int = 8  # views each depth map is checked against (the best-scored ones)
+    check_views: int = 6  # views each depth map is checked against (the best-scored ones)
     min_consistent_views: int = 1  # other views that must agree with a depth for it to be kept
     depth_tolerance: float = 0.01  # relative depth difference that still counts as agreement
     best_angle_deg: float = 10.0  # preferred triangulation angle of a stereo pair
@@ -477,34 +477,28 @@ def _fuse_view(
         other_depth = raw_depth[other]
         if other_depth is None:
             continue
-        hit, col, row, z_other, offset = _project_pixels(view, views[other], u, v, z)
-        there = _nearest_pixel(col, row, views[other].size)
+        col, row, z_other, offset = _project_pixels(view, views[other], u, v, z)
+        there = _nearest_pixel(col, row, views[other].size)  # -1 outside
         seen = other_depth.ravel()[there]
-        agree = np.abs(seen - z_other) <= options.depth_tolerance * z_other
-        hit, col, row, z_other, seen = (
-            hit[agree],
-            col[agree],
-            row[agree],
-            z_other[agree],
-            seen[agree],
-        )
-        agreeing[hit] += 1
+        agree = (there >= 0) & (np.abs(seen - z_other) <= options.depth_tolerance * z_other)
+        agreeing += agree
         # Scaling a point along its ray here by s moves its depth there from z_other to
         # offset + s * (z_other - offset); the s that matches the depth seen there is its vote.
-        scale_sum[hit] += (seen - offset) / (z_other - offset)
-        # How many pixels there one pixel here spans: where it is about one or less, the point
-        # takes the 2x2 pixels around it there, so that the other view does not emit its own
-        # near-copy; where the other view sees finer, it keeps its pixels in between.
-        footprint = (views[other].K[0, 0] / z_other) / (view.K[0, 0] / z[hit])
-        confirmations.append((other, hit, col, row, footprint < 1.5))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            scale_sum += np.where(agree, (seen - offset) / (z_other - offset), 0)
+        confirmations.append((other, agree, col, row, z_other))
     keep = agreeing >= 1 + options.min_consistent_views
     z = z * (scale_sum / agreeing)
     checked = np.zeros_like(depth)
     checked.ravel()[pixel[keep]] = z[keep]
     emit = keep & ~consumed[index].ravel()[pixel]
-    for other, hit, col, row, coarse in confirmations:
-        taken = emit[hit]
-        _take_pixels(consumed[other], col[taken], row[taken], coarse[taken])
+    for other, agree, col, row, z_other in confirmations:
+        taken = np.flatnonzero(emit & agree)
+        # How many pixels there one pixel here spans: where it is about one or less, the point
+        # takes the 2x2 pixels around it there, so that the other view does not emit its own
+        # near-copy; where the other view sees finer, it keeps its pixels in between.
+        footprint = (views[other].K[0, 0] / z_other[taken]) / (view.K[0, 0] / z[taken])
+        _take_pixels(consumed[other], col[taken], row[taken], footprint < 1.5)
     u, v, z, pixel = u[emit], v[emit], z[emit], pixel[emit]
     K = view.K
     cam = np.stack([(u - K[0, 2]) * (z / K[0, 0]), (v - K[1, 2]) * (z / K[1, 1]), z])  # (3, N)
@@ -520,13 +514,9 @@ def _fuse_view(
 
 def _project_pixels(
     view: _View, other: _View, u: np.ndarray, v: np.ndarray, z: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float]:
-    """Project pixels (u, v) of ``view`` at depths z into ``other``.
-
-    Returns the indices of the points that land inside ``other`` in front of it, their pixel
-    coordinates (column, row) and depths there, and the depth in ``other`` of the centre of
-    ``view``.
-    """
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """Project pixels (u, v) of ``view`` at depths z into ``other``: pixel coordinates there
+    (column, row) and depths there, and the depth in ``other`` of the centre of ``view``."""
     relative = other.pose @ np.linalg.inv(view.pose)  # this camera -> other camera
     M = (other.K @ relative[:3, :3] @ np.linalg.inv(view.K)).astype(np.float32)
     e = (other.K @ relative[:3, 3]).astype(np.float32)
@@ -535,21 +525,24 @@ def _project_pixels(
     with np.errstate(divide="ignore", invalid="ignore"):
         col = (z * (M[0, 0] * u + M[0, 1] * v + M[0, 2]) + e[0]) / depth
         row = (z * (M[1, 0] * u + M[1, 1] * v + M[1, 2]) + e[1]) / depth
-    w, h = other.size
-    hit = np.flatnonzero(
-        (depth > 0) & (col > -0.5) & (col < w - 0.5) & (row > -0.5) & (row < h - 0.5)
-    )
-    return hit, col[hit], row[hit], depth[hit], float(e[2])
+    col[depth <= 0] = np.nan  # behind the camera: nowhere in its image
+    return col, row, depth, float(e[2])
 
 
 def _nearest_pixel(col: np.ndarray, row: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Flat index of the pixel that covers each (column, row) inside an image of ``size``."""
-    return (row + 0.5).astype(np.int32) * size[0] + (col + 0.5).astype(np.int32)
+    """Flat index of the pixel that covers each (column, row) of an image of ``size``, -1 for
+    points outside it."""
+    w, h = size
+    with np.errstate(invalid="ignore"):
+        x = np.floor(col + 0.5)
+        y = np.floor(row + 0.5)
+        inside = (x >= 0) & (x < w) & (y >= 0) & (y < h)
+    return np.where(inside, y * w + x, -1).astype(np.int32)
 
 
 def _take_pixels(taken: np.ndarray, col: np.ndarray, row: np.ndarray, coarse: np.ndarray) -> None:
-    """Mark the pixel under each point as taken, and for ``coarse`` points the 2x2 pixels whose
-    centres surround it."""
+    """Mark the pixel under each point (all inside the image) as taken, and for ``coarse``
+    points also the 2x2 pixels whose centres surround it."""
     h, w = taken.shape
     flat = taken.ravel()
     flat[_nearest_pixel(col, row, (w, h))] = True
