@@ -9,10 +9,12 @@ matching, depth consistency across views, and fusion into one cloud without dupl
    a depth map on the reference view's pixel grid.
 4. A reference pixel is kept when the depth maps of at least ``min_consistent_views`` other views
    agree with its depth; its confidence is the number of views that agree, itself included (>= 2).
-5. Fusion: when view i keeps a pixel that view k confirms, the confirming pixel of k is marked as
-   taken, so the same surface point is not emitted again by k. Each point therefore belongs to
-   exactly one view, and views are finalised one by one as soon as the depth maps they are checked
-   against exist, which is when ``on_view`` hears of them.
+5. Fusion: the kept depth is the mean of the agreeing views' depths along the pixel's ray. When
+   view i emits a point that view k confirms, the pixels of k around it are marked as taken, so
+   k does not emit a near-copy of it (where k sees the surface much finer, only the one under
+   the point). Each point therefore belongs to exactly one view, and views are finalised one by
+   one as soon as the depth maps they are checked against exist, which is when ``on_view``
+   hears of them.
 
 Legend: V views, M sparse points, N points of one view, (h, w) working size of one view.
 """
@@ -95,15 +97,6 @@ class _View:
             & (uv[:, 1] < h - 0.5)
         )
 
-    def unproject(self, u: np.ndarray, v: np.ndarray, z: np.ndarray) -> np.ndarray:
-        """Pixels with depths -> world points (N, 3)."""
-        K = self.K
-        cam = np.stack(
-            [(u - K[0, 2]) / K[0, 0] * z, (v - K[1, 2]) / K[1, 1] * z, z], axis=1
-        )  # (N, 3)
-        R, t = self.pose[:3, :3], self.pose[:3, 3]
-        return (cam - t) @ R
-
 
 def densify(
     images: list[np.ndarray],
@@ -146,6 +139,10 @@ def densify(
     consumed = [np.zeros(view.gray.shape, bool) for view in views]
     results: list[ViewPoints | None] = [None] * count
     pending = set(range(count))
+    readers = [{k} for k in range(count)]  # the views whose fusion reads raw_depth[k]
+    for i, checked in enumerate(checks):
+        for k in checked:
+            readers[k].add(i)
     for index in range(count):
         raw_depth[index] = _view_depth(
             index, views, partners[index], guide, visible, guessed, options
@@ -154,6 +151,10 @@ def densify(
         for ready in sorted(i for i in pending if max([i, *checks[i]]) <= index):
             results[ready] = _fuse_view(ready, views, raw_depth, checks[ready], consumed, options)
             pending.discard(ready)
+            for k in (ready, *checks[ready]):
+                readers[k].discard(ready)
+                if not readers[k]:
+                    raw_depth[k] = None  # read by no one any more: keeps memory bounded
             if on_view is not None:
                 on_view(ready, *results[ready][:3])
     report(1.0, f"{sum(len(r[0]) for r in results if r is not None):,} dense points")
@@ -204,7 +205,11 @@ def _prepare_views(
         height, width = image.shape[:2]
         scale = min(1.0, max_image_px / max(width, height))
         w, h = max(1, round(width * scale)), max(1, round(height * scale))
-        rgb = image if (w, h) == (width, height) else cv2.resize(image, (w, h), cv2.INTER_AREA)
+        rgb = (
+            image
+            if (w, h) == (width, height)
+            else cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
+        )
         K_work = np.array(K, np.float64)
         K_work[0] *= w / width  # exact with the pixel-centre convention
         K_work[1] *= h / height
@@ -248,30 +253,10 @@ def _choose_views(
     views: list[_View], guide: np.ndarray, visible: np.ndarray | None, options: DensifyOptions
 ) -> tuple[list[list[int]], list[list[int]]]:
     """Per view: its stereo partners and the views its depths are checked against."""
-    count = len(views)
-    scores = np.zeros((count, count))
-    if visible is not None:
-        shared = visible.astype(np.float32) @ visible.T.astype(np.float32)  # (V, V)
-        centers = np.array([camera_center(v.pose) for v in views])
-        for i in range(count):
-            for j in range(i + 1, count):
-                if shared[i, j] < min(options.min_shared_points, max(1, visible.shape[1] // 2)):
-                    continue
-                both = guide[visible[i] & visible[j]]
-                ray_i, ray_j = both - centers[i], both - centers[j]
-                cosine = np.sum(ray_i * ray_j, axis=1) / (
-                    np.linalg.norm(ray_i, axis=1) * np.linalg.norm(ray_j, axis=1)
-                )
-                angle = np.degrees(np.arccos(np.clip(cosine, -1, 1)))
-                if np.median(angle) > options.max_angle_deg:
-                    continue
-                # Weight 1 at the preferred angle, 0.5 at half or twice it: narrower angles give
-                # noisier depths, wider ones harder matching and longer disparity searches.
-                weight = 0.5 ** (np.log2(angle / options.best_angle_deg + 1e-9) ** 2)
-                scores[i, j] = scores[j, i] = weight.sum()
+    scores = _pair_scores(views, guide, visible, options)
     partners, checks = [], []
-    for i in range(count):
-        order = [int(j) for j in np.argsort(-scores[i]) if scores[i, j] > 0 and j != i]
+    for i in range(len(views)):
+        order = [int(j) for j in np.argsort(-scores[i]) if scores[i, j] > 0]
         checks.append(order[: options.check_views])
         suitability = {}
         for j in order[: 2 * options.check_views]:
@@ -283,6 +268,41 @@ def _choose_views(
         if not partners[-1]:
             log.info("view %d has no stereo partner: no dense points from it", i)
     return partners, checks
+
+
+def _pair_scores(
+    views: list[_View], guide: np.ndarray, visible: np.ndarray | None, options: DensifyOptions
+) -> np.ndarray:
+    """(V, V) symmetric: how much good stereo each two views share, summed over the sparse
+    points both see, each weighted by its triangulation angle; 0 for unrelated views."""
+    count = len(views)
+    scores = np.zeros((count, count))
+    if visible is None:
+        return scores
+    shared = visible.astype(np.float32) @ visible.T.astype(np.float32)  # (V, V)
+    np.fill_diagonal(shared, 0)
+    # Few guide points in all (axis crossings) cannot meet the usual minimum.
+    needed = min(options.min_shared_points, max(1, visible.shape[1] // 2))
+    centers = np.array([camera_center(v.pose) for v in views])
+    # Only the views sharing most points are candidates: linear cost in the number of views.
+    candidates = np.argsort(-shared, axis=1)[:, : 3 * options.check_views]
+    for i in range(count):
+        for j in candidates[i]:
+            if scores[i, j] > 0 or shared[i, j] < needed:
+                continue
+            both = guide[visible[i] & visible[j]]
+            ray_i, ray_j = both - centers[i], both - centers[j]
+            cosine = np.sum(ray_i * ray_j, axis=1) / (
+                np.linalg.norm(ray_i, axis=1) * np.linalg.norm(ray_j, axis=1)
+            )
+            angle = np.degrees(np.arccos(np.clip(cosine, -1, 1)))
+            if np.median(angle) > options.max_angle_deg:
+                continue
+            # Weight 1 at the preferred angle, 0.5 at half or twice it: narrower angles give
+            # noisier depths, wider ones harder matching and longer disparity searches.
+            weight = 0.5 ** (np.log2(angle / options.best_angle_deg + 1e-9) ** 2)
+            scores[i, j] = scores[j, i] = weight.sum()
+    return scores
 
 
 def _stretch_weight(ref: _View, src: _View, points: np.ndarray) -> float:
