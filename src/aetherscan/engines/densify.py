@@ -60,7 +60,7 @@ class DensifyOptions:
     max_disparities: int = 256  # longest search; deeper pairs are matched at lower resolution
     block_size: int = 5  # SGBM matching window (odd)
     uniqueness_ratio: int = 10  # SGBM: margin by which the best match must win, percent
-    min_texture: float = 1.5  # grey-level standard deviation in a 7x7 window below which a pixel
+    min_texture: float = 2.5  # grey-level standard deviation in a 7x7 window below which a pixel
     # is too plain to match (clear sky, white walls): its disparity would be a guess
 
 
