@@ -81,10 +81,9 @@ class _View:
     def project(self, xyz: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """World points (N, 3) -> pixel coordinates (N, 2) and depths (N,)."""
         cam = xyz @ self.pose[:3, :3].T + self.pose[:3, 3]  # (N, 3)
-        z = cam[:, 2]
+        pixels = cam @ self.K.T
         with np.errstate(divide="ignore", invalid="ignore"):
-            uv = cam[:, :2] / z[:, None] * np.diag(self.K)[:2] + self.K[:2, 2]
-        return uv, z
+            return pixels[:, :2] / pixels[:, 2:], cam[:, 2]
 
     def sees(self, xyz: np.ndarray) -> np.ndarray:
         uv, z = self.project(xyz)
@@ -131,7 +130,8 @@ def densify(
     if sparse_xyz is None or len(sparse_xyz) == 0:
         guide, guessed = _axis_crossings(views), True
     else:
-        guide, guessed = np.asarray(sparse_xyz, np.float64).reshape(-1, 3), False
+        guide = np.asarray(sparse_xyz, np.float64).reshape(-1, 3)
+        guide, guessed = guide[np.all(np.isfinite(guide), axis=1)], False
     visible = np.stack([view.sees(guide) for view in views]) if len(guide) else None  # (V, M)
     partners, checks = _choose_views(views, guide, visible, options)
 
@@ -520,10 +520,9 @@ def _fuse_view(
         footprint = (views[other].K[0, 0] / z_other[taken]) / (view.K[0, 0] / z[taken])
         _take_pixels(consumed[other], col[taken], row[taken], footprint < 1.5)
     u, v, z, pixel = u[emit], v[emit], z[emit], pixel[emit]
-    K = view.K
-    cam = np.stack([(u - K[0, 2]) * (z / K[0, 0]), (v - K[1, 2]) * (z / K[1, 1]), z])  # (3, N)
-    world_from_cam = np.linalg.inv(view.pose).astype(np.float32)
-    xyz = (world_from_cam[:3, :3] @ cam + world_from_cam[:3, 3:]).T  # (N, 3)
+    world_from_pixel = (np.linalg.inv(view.pose)[:3, :3] @ np.linalg.inv(view.K)).astype(np.float32)
+    cam_center = np.linalg.inv(view.pose)[:3, 3:].astype(np.float32)
+    xyz = (world_from_pixel @ np.stack([u * z, v * z, z]) + cam_center).T  # (N, 3)
     return (
         np.ascontiguousarray(xyz, np.float32),
         view.rgb.reshape(-1, 3)[pixel],
