@@ -287,3 +287,17 @@ def test_bad_input_is_refused(images, message) -> None:
 def test_mismatched_lengths_are_refused() -> None:
     with pytest.raises(ValueError, match="as many"):
         densify([np.zeros((10, 10, 3), np.uint8)] * 2, [np.eye(3)], [np.eye(4)] * 2)
+
+
+def test_two_overlapping_photos_are_enough(scene: Scene) -> None:
+    result = densify(scene.images[:2], scene.K[:2], scene.poses[:2], scene.sparse)
+    xyz = np.concatenate([r[0] for r in result]).astype(np.float64)
+    assert len(xyz) > 20_000
+    relative = scene.surface_distance(xyz) / depth_of(xyz, scene.poses[0])
+    assert np.median(relative) < MEDIAN_SURFACE_ERROR
+
+
+def test_a_single_photo_gives_no_points(scene: Scene) -> None:
+    ((xyz, rgb, confidence, depth),) = densify(scene.images[:1], scene.K[:1], scene.poses[:1])
+    assert len(xyz) == len(rgb) == len(confidence) == 0 and depth is None
+    assert densify([], [], []) == []
