@@ -2,8 +2,10 @@
 matching, depth consistency across views, and fusion into one cloud without duplicates.
 
 1. Each view is scaled to a working resolution (``DensifyOptions.max_image_px`` on the long side).
-2. Each view (the reference) gets the partner views that see most sparse points under a good
-   triangulation angle, and whose epipoles lie well outside both images (rectifiable pairs).
+2. Each view (the reference) gets up to two partner views: those that see most sparse points
+   under a good triangulation angle, whose epipoles lie well outside both images (rectifiable
+   pairs) and whose rectified image is not squeezed against the reference's. The second partner
+   is matched only when the first leaves most of the view without depth.
 3. Each pair is rectified (``aetherscan.geometry.rectification``), matched with ``cv2.StereoSGBM``
    over the disparity range of the sparse points both views see, and its disparities turned into
    a depth map on the reference view's pixel grid.
@@ -46,6 +48,8 @@ INVALID_DISPARITY = -1e4  # far below any disparity, so that interpolating acros
 
 @dataclass(frozen=True)
 class DensifyOptions:
+    """Settings of ``densify``; the defaults were chosen by measurement (docs/benchmarks.md)."""
+
     max_image_px: int = 1024  # long side of the working resolution; larger photos are scaled down
     partners_per_view: int = 2  # stereo partners of each reference view, at most
     enough_coverage: float = 0.5  # no further partner once this share of textured pixels has depth
