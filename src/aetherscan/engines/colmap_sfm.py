@@ -351,6 +351,7 @@ class Child:
             if count >= 15:
                 connected.update(pycolmap.pair_id_to_image_pair(pair_id))
         id_to_index = {image_ids[info.index]: info.index for info in usable}
+        self.id_to_index = id_to_index
         for image_id, index in id_to_index.items():
             if image_id not in connected:
                 self.dropped[index] = "shares no reliably matched features with any other photo"
@@ -394,23 +395,57 @@ class Child:
                 )
             models = {0: model}
             self.stats["seeded_from_pair"] = True
-        ordered = sorted(models.values(), key=lambda m: m.num_reg_images(), reverse=True)
-        main = ordered[0]
-        for other in ordered[1:]:
-            for image_id in other.reg_image_ids():
-                index = id_to_index[image_id]
-                if image_id not in main.reg_image_ids():
-                    self.dropped[index] = (
-                        f"formed a separate group of {other.num_reg_images()} photos that could "
-                        f"not be joined to the main reconstruction of {main.num_reg_images()} photos"
-                    )
+        self.stats["models"] = len(models)
+        parts = self.join_models(
+            sorted(models.values(), key=lambda m: m.num_reg_images(), reverse=True)
+        )
+        placed = {i for _, ids in parts for i in ids}
         for image_id, index in id_to_index.items():
-            if (index not in self.dropped and not main.exists_image(image_id)) or (index not in self.dropped and not main.image(image_id).has_pose):
+            if index not in self.dropped and image_id not in placed:
                 self.dropped[index] = (
                     "matched other photos but could not be placed consistently with them"
                 )
-        self.stats["models"] = len(models)
-        return main
+        return parts
+
+    def join_models(self, models: list) -> list[tuple[object, list[int]]]:
+        """The largest model, plus the photos of other models that can be brought into its frame
+        through photos they share (COLMAP lets models overlap): [(model, image ids it places)].
+
+        The other model is moved by the similarity that maps the shared photo's camera onto
+        itself, scaled by the depths of the points both models triangulated from its features;
+        a shared photo whose two poses then disagree by more than MAX_JOIN_ROTATION_DEG or
+        MAX_JOIN_CENTRE_REL of the scene size refuses the join.
+        """
+        main = models[0]
+        parts = [(main, [i for i in main.reg_image_ids() if main.image(i).has_pose])]
+        placed = set(parts[0][1])
+        centres = np.array([main.image(i).projection_center() for i in placed])
+        scene_size = float(np.median(np.linalg.norm(centres - centres.mean(0), axis=1))) or 1.0
+        for other in models[1:]:
+            ids = [i for i in other.reg_image_ids() if other.image(i).has_pose]
+            new = [i for i in ids if i not in placed]
+            shared = [i for i in ids if i in placed]
+            if not new:
+                continue
+            joined = False
+            similarity = _similarity_through_shared_photo(parts, other, shared)
+            if similarity is not None:
+                other.transform(similarity)
+                joined = all(
+                    _poses_agree(_image(parts, i), other.image(i), scene_size) for i in shared
+                )
+            if joined:
+                parts.append((other, new))
+                placed.update(new)
+                self.stats["joined_models"] = self.stats.get("joined_models", 0) + 1
+                continue
+            for image_id in new:
+                self.dropped[self.id_to_index[image_id]] = (
+                    f"formed a separate group of {len(ids)} photos that could not be joined to "
+                    f"the main reconstruction of {len(parts[0][1])} photos (too few features "
+                    "in common with it)"
+                )
+        return parts
 
     def map_from_pair(self):
         """A model from the best pair of photos, then every photo that joins it, or None."""
@@ -474,16 +509,14 @@ class Child:
         return None
 
     # -- result ----------------------------------------------------------------------------
-    def write_result(self, infos: list[PhotoInfo], image_ids: dict[int, int], model) -> Path:
-        registered = [
-            info
-            for info in infos
-            if info.index not in self.dropped and model.exists_image(image_ids[info.index])
-        ]
+    def write_result(self, infos: list[PhotoInfo], image_ids: dict[int, int], parts) -> Path:
+        owner = {i: model for model, ids in parts for i in ids}  # image id -> model placing it
+        registered = [info for info in infos if image_ids[info.index] in owner]
         arrays: dict[str, np.ndarray] = {}
         views = []
         view_of_image = {}
         for k, info in enumerate(registered):
+            model = owner[image_ids[info.index]]
             image = model.image(image_ids[info.index])
             camera = model.camera(image.camera_id)
             f, cx, cy, k1 = (float(v) for v in camera.params)
@@ -506,17 +539,22 @@ class Child:
             )
             view_of_image[image_ids[info.index]] = k
         xyz, rgb, track_length, view = [], [], [], []
-        poses = {i: model.image(i).cam_from_world() for i in view_of_image}
-        for point in model.points3D.values():
-            observers = [e.image_id for e in point.track.elements if e.image_id in view_of_image]
-            if len(observers) < 2:
-                continue
-            # The nearest camera sees the point at the finest detail: it owns the point.
-            depths = [(poses[i] * point.xyz)[2] for i in observers]
-            xyz.append(point.xyz)
-            rgb.append(point.color)
-            track_length.append(len(set(observers)))
-            view.append(view_of_image[observers[int(np.argmin(depths))]])
+        poses = {i: owner[i].image(i).cam_from_world() for i in view_of_image}
+        for model, ids in parts:
+            # A joined model contributes the points that its own new photos see.
+            mine = set(ids)
+            for point in model.points3D.values():
+                observers = sorted(
+                    {e.image_id for e in point.track.elements} & view_of_image.keys()
+                )
+                if len(observers) < 2 or not mine.intersection(observers):
+                    continue
+                # The nearest camera sees the point at the finest detail: it owns the point.
+                depths = [(poses[i] * point.xyz)[2] for i in observers]
+                xyz.append(point.xyz)
+                rgb.append(point.color)
+                track_length.append(len(observers))
+                view.append(view_of_image[observers[int(np.argmin(depths))]])
         arrays["points/xyz"] = np.asarray(xyz, np.float32).reshape(-1, 3)
         arrays["points/rgb"] = np.asarray(rgb, np.uint8).reshape(-1, 3)
         arrays["points/track_length"] = np.asarray(track_length, np.int32)
@@ -547,8 +585,8 @@ class Child:
         if len(infos) - len(self.dropped.keys() & {i.index for i in infos}) < 2:
             raise SfmFailure("fewer than 2 photos have enough features to match")
         self.timed("matching", lambda: self.match(infos, image_ids))
-        model = self.timed("mapping", lambda: self.map(infos, image_ids))
-        return self.write_result(infos, image_ids, model)
+        parts = self.timed("mapping", lambda: self.map(infos, image_ids))
+        return self.write_result(infos, image_ids, parts)
 
     def timed(self, name: str, step: Callable):
         start, cpu = time.perf_counter(), _cpu_s()
@@ -586,6 +624,67 @@ def descriptor_votes(descriptors: list[np.ndarray], neighbours: int = 5) -> np.n
         for row in owner[nearest]:
             votes[a, np.unique(row)] += 1
     return votes + votes.T
+
+
+MAX_JOIN_ROTATION_DEG = 2.0
+MAX_JOIN_CENTRE_REL = 0.05
+
+
+MIN_JOIN_POINTS = 5
+MAX_JOIN_SCALE_SPREAD = 0.05
+
+
+def _similarity_through_shared_photo(parts, other, shared: list[int]):
+    """pycolmap.Sim3d taking ``other``'s world to the joined world, or None.
+
+    Through the shared photo with the most features triangulated in both models: camera
+    coordinates agree up to the scale s, so X_main = s R_a^T R_b X_other + R_a^T (s t_b - t_a).
+    """
+    import pycolmap
+
+    best = None
+    for image_id in shared:
+        a, b = _image(parts, image_id), other.image(image_id)
+        main_model = _model_of(parts, image_id)
+        pose_a, pose_b = a.cam_from_world(), b.cam_from_world()
+        ratios = []
+        for pa, pb in zip(a.points2D, b.points2D, strict=True):
+            if pa.has_point3D() and pb.has_point3D():
+                depth_a = (pose_a * main_model.point3D(pa.point3D_id).xyz)[2]
+                depth_b = (pose_b * other.point3D(pb.point3D_id).xyz)[2]
+                if depth_a > 0 and depth_b > 0:
+                    ratios.append(depth_a / depth_b)
+        if len(ratios) >= MIN_JOIN_POINTS and (best is None or len(ratios) > len(best[1])):
+            best = (image_id, np.array(ratios))
+    if best is None:
+        return None
+    image_id, ratios = best
+    scale = float(np.median(ratios))
+    if np.median(np.abs(ratios / scale - 1)) > MAX_JOIN_SCALE_SPREAD:
+        return None  # the two models disagree about the shape they share
+    pose_a = _image(parts, image_id).cam_from_world()
+    pose_b = other.image(image_id).cam_from_world()
+    Ra, ta = pose_a.rotation.matrix(), pose_a.translation
+    Rb, tb = pose_b.rotation.matrix(), pose_b.translation
+    return pycolmap.Sim3d(scale, pycolmap.Rotation3d(Ra.T @ Rb), Ra.T @ (scale * tb - ta))
+
+
+def _model_of(parts, image_id: int):
+    return next(model for model, ids in parts if image_id in ids)
+
+
+def _image(parts, image_id: int):
+    return _model_of(parts, image_id).image(image_id)
+
+
+def _poses_agree(a, b, scene_size: float) -> bool:
+    """Two poses of one photo (pycolmap images) after joining: same orientation and centre."""
+    Ra = a.cam_from_world().rotation.matrix()
+    Rb = b.cam_from_world().rotation.matrix()
+    cos = (np.trace(Ra @ Rb.T) - 1) / 2
+    angle = np.degrees(np.arccos(np.clip(cos, -1, 1)))
+    distance = np.linalg.norm(a.projection_center() - b.projection_center())
+    return bool(angle < MAX_JOIN_ROTATION_DEG and distance < MAX_JOIN_CENTRE_REL * scene_size)
 
 
 def main(argv: list[str]) -> int:
