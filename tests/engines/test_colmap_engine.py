@@ -132,3 +132,25 @@ def test_focal_prior_comes_from_the_35mm_equivalent():
     # Sceaux castle: a 35 mm equivalent of 35 mm; its calibrated focal is 2905.88 px.
     assert f == pytest.approx(2905.88, rel=0.02)
     assert focal_prior_px(Image.Exif(), 640, 480) is None
+
+
+def test_descriptor_votes_find_the_photos_that_share_features():
+    from aetherscan.engines.colmap_sfm import descriptor_votes
+
+    rng = np.random.default_rng(1)
+
+    def unit(n):
+        d = rng.normal(size=(n, 128)).astype(np.float32)
+        return d / np.linalg.norm(d, axis=1, keepdims=True)
+
+    shared = unit(40)  # photos 0 and 2 see the same 40 features, slightly changed
+    photos = [
+        np.concatenate([shared, unit(60)]),
+        unit(100),
+        np.concatenate([shared + 0.01 * unit(40), unit(60)]),
+        unit(100),
+    ]
+    votes = descriptor_votes(photos, neighbours=1)
+    assert np.array_equal(votes, votes.T)
+    assert np.argmax(votes[0]) == 2 and np.argmax(votes[2]) == 0
+    assert votes[0, 2] >= 2 * 40 * 0.9

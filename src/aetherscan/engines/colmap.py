@@ -10,9 +10,10 @@ Output conventions (see ``aetherscan.reconstruction``): ``K`` at the original ph
 one radial distortion coefficient per camera; the views carry the pinhole part, and the images
 given to dense stereo are undistorted to it first.
 
-Point confidence (always >= 1): the number of OTHER photos that confirm the point. For the dense
-cloud that is what densify reports; for the sparse cloud it is the SfM track length minus one
-(1: seen in two photos).
+Point confidence (always >= 2 here, so it passes the default min_confidence of 1): the number of
+photos that see the point consistently. For the dense cloud that is what densify reports (views
+whose depth maps agree, the owning view included); for the sparse cloud it is the SfM track length
+(photos whose features triangulate to the point).
 """
 
 from __future__ import annotations
@@ -187,7 +188,7 @@ class ColmapEngine:
     def _sparse_points(views: list[View], sparse: dict, observer: Observer) -> None:
         """The cloud when there is no dense stereo: SfM track points, owned by their nearest view."""
         owner = sparse["points/view"]
-        confidence = (sparse["points/track_length"] - 1).astype(np.float32)
+        confidence = sparse["points/track_length"].astype(np.float32)
         for k, view in enumerate(views):
             mine = owner == k
             view.points = sparse["points/xyz"][mine]
