@@ -28,6 +28,7 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -44,7 +45,14 @@ LOG_TAIL_LINES = 3
 
 
 class ColmapEngine:
-    """Photos in, cameras and a coloured point cloud out, with pycolmap and CPU dense stereo."""
+    """Photos in, cameras and a coloured point cloud out, with pycolmap and CPU dense stereo.
+
+    ``max_image_px``: SfM and stereo work on copies with this long side (poses gain nothing from
+    more; time grows with the pixels). ``matching``: ``exhaustive`` matches every pair,
+    ``pruned`` each photo with its neighbours in input order and its most similar photos, and
+    ``auto`` picks exhaustive up to 30 photos (see colmap_sfm.py). ``densify=False`` keeps the
+    sparse SfM points.
+    """
 
     name = "colmap"
 
@@ -55,6 +63,7 @@ class ColmapEngine:
         num_threads: int = -1,
         max_megapixels: float = 100.0,
         densify: bool = True,
+        matching: Literal["auto", "exhaustive", "pruned"] = "auto",
         _abort_at: str | None = None,  # test hook: the child aborts at the start of this stage
     ) -> None:
         if max_image_px < 64:
@@ -63,6 +72,9 @@ class ColmapEngine:
         self.num_threads = num_threads
         self.max_megapixels = max_megapixels
         self.densify = densify
+        if matching not in ("auto", "exhaustive", "pruned"):
+            raise ValueError(f"matching must be auto, exhaustive or pruned, got {matching!r}")
+        self.matching = matching
         self._abort_at = _abort_at
 
     def reconstruct(
@@ -101,6 +113,7 @@ class ColmapEngine:
             "max_image_px": self.max_image_px,
             "max_megapixels": self.max_megapixels,
             "num_threads": self.num_threads,
+            "matching": self.matching,
             "abort_at": self._abort_at,
         }
         spec_path = work / "spec.json"

@@ -275,7 +275,8 @@ class Child:
         self.stage("matching", "choosing which photos to match")
         usable = [info for info in infos if info.index not in self.dropped]
         ids = [image_ids[info.index] for info in usable]
-        if len(ids) <= EXHAUSTIVE_MAX_PHOTOS:
+        strategy = self.spec.get("matching", "auto")
+        if strategy == "exhaustive" or (strategy == "auto" and len(ids) <= EXHAUSTIVE_MAX_PHOTOS):
             pairs = [(ids[a], ids[b]) for a in range(len(ids)) for b in range(a + 1, len(ids))]
             self.stats["matching"] = "exhaustive"
         else:
@@ -370,7 +371,8 @@ class Child:
         total = len(connected)
 
         def next_image() -> None:
-            registered[0] += 1
+            # Counts every registration, in all models and retries: capped at the total.
+            registered[0] = min(registered[0] + 1, total)
             self.progress(
                 "mapping", registered[0] / total, f"placed {registered[0]} of {total} photos"
             )
