@@ -154,3 +154,27 @@ def test_descriptor_votes_find_the_photos_that_share_features():
     assert np.array_equal(votes, votes.T)
     assert np.argmax(votes[0]) == 2 and np.argmax(votes[2]) == 0
     assert votes[0, 2] >= 2 * 40 * 0.9
+
+
+@pytest.mark.slow
+def test_flowerpot_fixtures_give_sane_cameras_and_name_every_photo_left_out():
+    photos = [Photo(p.name, p) for p in sorted(FLOWERPOT.glob("*.jpg"))]
+    rec = ColmapEngine(max_image_px=480).reconstruct(photos)
+    placed = [v.name for v in rec.views]
+    dropped = [d.name for d in rec.dropped]
+    # Every photo is placed or reported, never both; each report says why.
+    assert sorted(placed + dropped) == sorted(p.name for p in photos)
+    assert all(d.reason for d in rec.dropped)
+    # 45 degree turns between shots: the portrait overview shots place, the close-ups may not.
+    assert len(placed) >= 4
+    cloud = rec.point_cloud().xyz
+    centre = np.median(cloud, axis=0)
+    distances = []
+    for view in rec.views:
+        # EXIF: 3.81 mm lens on a 4.65 mm wide sensor, 640 px long side: about 524 px.
+        assert view.K[0, 0] == pytest.approx(3.81 / 4.65 * 640, rel=0.2)
+        depth = view.cam_from_world[2, :3] @ centre + view.cam_from_world[2, 3]
+        assert depth > 0  # the pot is in front of every camera
+        distances.append(np.linalg.norm(view.center - centre))
+    # The camera stood still while the pot turned: equal distances to it.
+    assert max(distances) < 1.5 * min(distances)

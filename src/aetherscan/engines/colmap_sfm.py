@@ -45,7 +45,8 @@ RETRIEVAL_DESCRIPTORS = 256  # per photo, the largest-scale ones
 # Photos with fewer features than this at their own resolution get the upsampled octave too.
 MIN_FEATURES_FAST = 1500
 MIN_FEATURES_USABLE = 30
-MIN_PAIR_POINTS = 30  # a two-photo model with fewer points is not trusted
+MIN_PAIR_POINTS = 30
+RETRY_BELOW_PLACED = 0.8  # fewer photos placed than this share: match again, guided  # a two-photo model with fewer points is not trusted
 JPEG_QUALITY = 95
 # Share of the whole job at the end of each stage (the parent adds densify on top).
 STAGE_END = {"load": 0.06, "features": 0.25, "matching": 0.45, "mapping": 0.65}
@@ -110,6 +111,7 @@ class Child:
         self.timings: dict[str, float] = {}
         self.dropped: dict[int, str] = {}
         self.stats: dict[str, object] = {}
+        self.last_fraction = 0.0
 
     # -- reporting -------------------------------------------------------------------------
     def send(self, message: dict) -> None:
@@ -119,6 +121,8 @@ class Child:
     def progress(self, stage: str, within: float, message: str) -> None:
         start, end = STAGE_START[stage], STAGE_END[stage]
         fraction = start + (end - start) * min(max(within, 0.0), 1.0)
+        # Never backwards: a second mapping pass restarts its own count.
+        fraction = self.last_fraction = max(fraction, self.last_fraction)
         self.send({"type": "progress", "stage": stage, "fraction": fraction, "message": message})
 
     def stage(self, name: str, message: str) -> None:
@@ -270,7 +274,6 @@ class Child:
 
     # -- 3. matching ------------------------------------------------------------------------
     def match(self, infos: list[PhotoInfo], image_ids: dict[int, int]) -> None:
-        import pycolmap
 
         self.stage("matching", "choosing which photos to match")
         usable = [info for info in infos if info.index not in self.dropped]
@@ -285,17 +288,25 @@ class Child:
                 f"{SEQUENTIAL_NEIGHBOURS} neighbours each side + {RETRIEVAL_NEIGHBOURS} most similar"
             )
         self.stats["pairs"] = len(pairs)
-        names = {image_ids[info.index]: info.file for info in usable}
+        self.pairs = pairs
+        self.names = {image_ids[info.index]: info.file for info in usable}
+        self._match_pairs(pairs, guided=False, stage="matching", what="pairs")
+
+    def _match_pairs(self, pairs: list[tuple[int, int]], *, guided: bool, stage: str, what: str):
+        import pycolmap
+
         matching = pycolmap.FeatureMatchingOptions()
         matching.num_threads = self.threads
-        # Blocks of pairs sorted by first image, so each call loads few descriptor sets and the
-        # parent sees progress.
-        # Each call costs a set-up (about 25 % more CPU at 16 pairs a call): keep calls large.
+        # Guided: match again under the verified two-view geometry. Many more inliers across wide
+        # baselines (the flowerpot fixtures go from 0 to 5 of 8 photos placed), 5x the CPU.
+        matching.guided_matching = guided
+        # Each call costs a set-up (about 25 % more CPU at 16 pairs a call): keep calls large,
+        # in blocks of pairs sorted by first image, so the parent still sees progress.
         block = max(100, math.ceil(len(pairs) / 10))
         for start in range(0, len(pairs), block):
             chunk = pairs[start : start + block]
             pairs_file = self.work / "pairs.txt"
-            pairs_file.write_text("".join(f"{names[a]} {names[b]}\n" for a, b in chunk))
+            pairs_file.write_text("".join(f"{self.names[a]} {self.names[b]}\n" for a, b in chunk))
             pairing = pycolmap.ImportedPairingOptions()
             pairing.match_list_path = pairs_file
             pycolmap.match_image_pairs(
@@ -305,7 +316,20 @@ class Child:
                 device=pycolmap.Device.cpu,
             )
             done = min(start + block, len(pairs))
-            self.progress("matching", done / len(pairs), f"matched {done} of {len(pairs)} pairs")
+            self.progress(stage, done / len(pairs), f"matched {done} of {len(pairs)} {what}")
+
+    def rematch_guided(self, unplaced: set[int]) -> None:
+        """Match the pairs of photos not placed yet again, guided by their two-view geometry."""
+        import pycolmap
+
+        pairs = [(a, b) for a, b in self.pairs if a in unplaced or b in unplaced]
+        db = pycolmap.Database.open(self.database_path)
+        for a, b in pairs:
+            db.delete_matches(a, b)
+            db.delete_two_view_geometry(a, b)
+        db.close()
+        self.stats["guided_pairs"] = len(pairs)
+        self._match_pairs(pairs, guided=True, stage="mapping", what="pairs again, guided")
 
     def _pruned_pairs(self, ids: list[int]) -> list[tuple[int, int]]:
         """Neighbours in input order plus the most similar photos by descriptor votes."""
@@ -587,7 +611,30 @@ class Child:
         if len(infos) - len(self.dropped.keys() & {i.index for i in infos}) < 2:
             raise SfmFailure("fewer than 2 photos have enough features to match")
         self.timed("matching", lambda: self.match(infos, image_ids))
-        parts = self.timed("mapping", lambda: self.map(infos, image_ids))
+        before_mapping = dict(self.dropped)
+        failure = SfmFailure("COLMAP could not place the photos")
+        usable = {image_ids[i.index] for i in infos if i.index not in self.dropped}
+        try:
+            parts = self.timed("mapping", lambda: self.map(infos, image_ids))
+        except SfmFailure as exc:
+            parts, failure = [], exc
+        placed = {i for _, ids in parts for i in ids}
+        if len(placed) < RETRY_BELOW_PLACED * len(usable):
+            # A hard set (wide baselines, little texture): worth 5x the matching time.
+            first = (parts, dict(self.dropped))
+            self.dropped = dict(before_mapping)
+            self.progress(
+                "mapping", 0.5, f"{len(placed)} of {len(usable)} photos placed: matching again"
+            )
+            self.timed("guided_matching", lambda: self.rematch_guided(usable - placed))
+            try:
+                parts = self.timed("mapping_again", lambda: self.map(infos, image_ids))
+            except SfmFailure:
+                parts = []
+            if sum(len(ids) for _, ids in parts) <= len(placed):
+                parts, self.dropped = first
+        if not parts:
+            raise failure
         return self.write_result(infos, image_ids, parts)
 
     def timed(self, name: str, step: Callable):
