@@ -1,0 +1,588 @@
+// The AetherScan page: photos in, the point cloud growing on screen, downloads out.
+// Wires the photo list, the WebSocket and the 3D view together, and says in plain words what
+// is happening and what went wrong.
+
+import { Connection, FEATURES } from "./connection.js";
+import { decodeConcatenatedFrames, decodePointFrame, frameFromJsonPoints } from "./frames.js";
+import { PhotoList, Upload } from "./photos.js";
+import { SceneView } from "./scene.js";
+
+const MIN_PHOTOS = 2;
+
+const ENGINE_NAMES = {
+  fast3r: "Fast3R (learned, one pass)",
+  colmap: "COLMAP (classical structure from motion)",
+};
+
+const STAGE_NAMES = {
+  load: "Reading photos",
+  inference: "Running the neural network",
+  features: "Finding features",
+  matching: "Matching photos",
+  mapping: "Placing the cameras",
+  poses: "Estimating camera poses",
+  densify: "Densifying",
+  points: "Gathering points",
+  done: "Done",
+};
+
+const DOWNLOAD_NAMES = {
+  ply: "Point cloud (.ply)",
+  glb: "3D model (.glb)",
+  colmap: "COLMAP model",
+  transforms: "transforms.json (NeRF / Gaussian splatting)",
+  cameras: "Cameras (.json)",
+  zip: "Everything (.zip)",
+};
+
+const $ = (id) => document.getElementById(id);
+
+const ui = {
+  engine: $("engine"),
+  connection: $("connection"),
+  dropzone: $("dropzone"),
+  fileInput: $("file-input"),
+  thumbnails: $("thumbnails"),
+  photoCount: $("photo-count"),
+  start: $("start"),
+  cancel: $("cancel"),
+  newScan: $("new-scan"),
+  stageBar: $("stage-bar"),
+  stageText: $("stage-text"),
+  messages: $("messages"),
+  pointSize: $("point-size"),
+  pointSizeValue: $("point-size-value"),
+  confidence: $("confidence"),
+  confidenceValue: $("confidence-value"),
+  showCameras: $("show-cameras"),
+  resetView: $("reset-view"),
+  downloads: $("downloads"),
+  downloadList: $("download-list"),
+  viewport: $("viewport"),
+  stats: $("stats"),
+  emptyHint: $("empty-hint"),
+};
+
+// What the page knows; also read by the browser test through window.aetherscan.
+const app = {
+  phase: "connecting", // connecting | idle | uploading | queued | running | done | failed
+  online: false,
+  engine: null,
+  limits: {},
+  jobId: null,
+  downloads: {},
+  framesReceived: 0,
+  binaryFrames: 0,
+  jsonMessages: 0,
+  pointsReceived: 0,
+  bytesReceived: 0,
+  totalPoints: null,
+  cameras: 0,
+  messages: [],
+  frameLog: [], // {count, receivedMs, shownMs}: epoch milliseconds, for the benchmark
+  acceptJobData: false,
+};
+
+// ?points=json asks for the JSON "points" messages instead of binary frames (for comparing).
+const pageOptions = new URLSearchParams(location.search);
+const features =
+  pageOptions.get("points") === "json" ? FEATURES.filter((f) => f !== "binary_points") : FEATURES;
+const connection = new Connection(
+  `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws`,
+  features,
+);
+const photos = new PhotoList(ui.thumbnails, () => updateControls());
+const view = new SceneView(ui.viewport);
+let upload = null;
+
+window.aetherscan = {
+  get state() {
+    return app.phase;
+  },
+  get pointsDrawn() {
+    return view.cloud.pointsDrawn;
+  },
+  get pointsReceived() {
+    return app.pointsReceived;
+  },
+  get framesReceived() {
+    return app.framesReceived;
+  },
+  get framesRendered() {
+    return view.framesRendered;
+  },
+  get camerasShown() {
+    return view.cameras.length;
+  },
+  app,
+  view,
+};
+
+function nowMs() {
+  return performance.timeOrigin + performance.now();
+}
+
+// ---------------------------------------------------------------- messages for people
+
+function showMessage(text, level = "error") {
+  app.messages.push({ level, text });
+  const item = document.createElement("div");
+  item.className = `message ${level}`;
+  const body = document.createElement("span");
+  body.textContent = text;
+  const close = document.createElement("button");
+  close.type = "button";
+  close.className = "close";
+  close.textContent = "×";
+  close.setAttribute("aria-label", "Dismiss");
+  close.addEventListener("click", () => item.remove());
+  item.append(body, close);
+  ui.messages.appendChild(item);
+  if (level !== "error") setTimeout(() => item.remove(), 8000);
+}
+
+function clearMessages() {
+  ui.messages.replaceChildren();
+}
+
+function setStage(text, fraction = null) {
+  ui.stageText.textContent = text;
+  ui.stageBar.parentElement.classList.toggle("indeterminate", fraction === null);
+  ui.stageBar.style.width = fraction === null ? "100%" : `${Math.round(100 * fraction)}%`;
+}
+
+function setPhase(phase) {
+  app.phase = phase;
+  document.body.dataset.phase = phase;
+  updateControls();
+}
+
+function updateControls() {
+  const busy = ["uploading", "queued", "running"].includes(app.phase);
+  photos.setLocked(busy);
+  ui.fileInput.disabled = busy;
+  ui.dropzone.classList.toggle("disabled", busy);
+  const enough = photos.size >= MIN_PHOTOS;
+  ui.start.disabled = busy || !enough || !app.online;
+  ui.start.hidden = app.phase === "done";
+  ui.cancel.hidden = !busy;
+  ui.newScan.hidden = !["done", "failed"].includes(app.phase);
+
+  const megabytes = photos.totalBytes / 1e6;
+  ui.photoCount.textContent =
+    photos.size === 0
+      ? ""
+      : `${photos.size} photo${photos.size === 1 ? "" : "s"}, ${megabytes.toFixed(1)} MB`;
+  if (!busy && app.phase !== "done" && app.phase !== "failed") {
+    if (!app.online) setStage("Waiting for the server…", null);
+    else if (photos.size === 0) setStage("Add photos of one object or scene, then press Start.", 0);
+    else if (!enough) {
+      setStage(`Add at least ${MIN_PHOTOS} photos (8 to 50 overlapping ones work best).`, 0);
+    } else setStage(`Ready: press Start to reconstruct ${photos.size} photos.`, 0);
+  }
+}
+
+function updateStats() {
+  const parts = [];
+  const drawn = view.cloud.pointsDrawn;
+  const total = view.cloud.pointsTotal;
+  if (total > 0) {
+    parts.push(
+      drawn === total
+        ? `${total.toLocaleString()} points`
+        : `${drawn.toLocaleString()} of ${total.toLocaleString()} points`,
+    );
+  }
+  if (app.cameras > 0) parts.push(`${app.cameras} cameras`);
+  if (app.framesReceived > 0) {
+    const kind = app.binaryFrames > 0 ? "binary" : "JSON";
+    parts.push(`${(app.bytesReceived / 1e6).toFixed(2)} MB received (${kind})`);
+  }
+  ui.stats.textContent = parts.join(" · ");
+  ui.emptyHint.hidden = total > 0 || app.cameras > 0;
+}
+
+// ---------------------------------------------------------------- the connection
+
+connection.addEventListener("open", () => {
+  app.online = true;
+  ui.connection.textContent = "connected";
+  ui.connection.className = "badge ok";
+  if (app.phase === "connecting") setPhase("idle");
+  updateControls();
+});
+
+connection.addEventListener("closed", (event) => {
+  const { retryInSeconds, everConnected } = event.detail;
+  const wasOnline = app.online;
+  app.online = false;
+  ui.connection.textContent = `offline, retrying in ${retryInSeconds} s`;
+  ui.connection.className = "badge bad";
+  if (upload) upload.abort();
+  if (wasOnline) {
+    if (["uploading", "queued", "running"].includes(app.phase)) {
+      failJob(
+        app.jobId
+          ? "The connection to the server was lost; this page will pick the job up again when it reconnects."
+          : "The connection to the server was lost during the upload or reconstruction. Press Start to try again once it is back.",
+      );
+      if (app.jobId) resumeJobWhenOnline(app.jobId);
+    } else {
+      showMessage("The connection to the server was lost. Reconnecting…");
+    }
+  } else if (!everConnected && app.phase === "connecting") {
+    ui.connection.textContent = "server unreachable";
+    setStage(
+      `Cannot reach the AetherScan server at ${location.host}. Is \`aetherscan serve\` running? ` +
+        `Trying again in ${retryInSeconds} s…`,
+      null,
+    );
+  }
+  updateControls();
+});
+
+connection.addEventListener("frame", (event) => {
+  if (!app.acceptJobData) return;
+  let frame;
+  try {
+    frame = decodePointFrame(event.detail);
+  } catch (error) {
+    showMessage(`A point frame from the server could not be read: ${error.message}`);
+    return;
+  }
+  app.binaryFrames += 1;
+  addFrame(frame);
+});
+
+connection.addEventListener("message", (event) => {
+  const message = event.detail;
+  if (message.job_id) app.jobId = message.job_id;
+  const handler = HANDLERS[message.type];
+  if (handler) handler(message, event.size);
+});
+
+const HANDLERS = {
+  welcome(message) {
+    app.engine = message.engine ?? null;
+    app.limits = message.limits ?? {};
+    ui.engine.textContent = `Engine: ${ENGINE_NAMES[app.engine] ?? app.engine ?? "unknown"}`;
+  },
+  pong() {},
+  image_received(message) {
+    if (upload) upload.saved(message.filename);
+  },
+  error(message) {
+    const text = message.message || "The server reported an error.";
+    if (upload?.waiting) {
+      const photo = upload.refused(text);
+      showMessage(photo && !text.includes(photo.name) ? `${photo.name}: ${text}` : text);
+      return;
+    }
+    if (["queued", "running"].includes(app.phase)) {
+      failJob(text);
+      return;
+    }
+    showMessage(text);
+  },
+  queued(message) {
+    if (!app.acceptJobData) return;
+    setPhase("queued");
+    const ahead = Math.max(0, (message.position ?? 1) - 1);
+    setStage(
+      ahead === 0
+        ? "Queued: your job is next."
+        : `Queued: ${ahead} job${ahead === 1 ? "" : "s"} ahead of yours (position ${message.position}).`,
+      null,
+    );
+  },
+  progress(message) {
+    if (!app.acceptJobData) return;
+    if (app.phase !== "running") setPhase("running");
+    const stage = STAGE_NAMES[message.stage] ?? message.stage ?? "Working";
+    const detail = message.message ? `: ${message.message}` : "";
+    setStage(`${stage}${detail}`, message.fraction ?? null);
+  },
+  cameras(message) {
+    if (!app.acceptJobData) return;
+    const cameras = message.cameras ?? [];
+    app.cameras = cameras.length;
+    view.setCameras(cameras);
+    updateStats();
+  },
+  points(message, size) {
+    if (!app.acceptJobData) return;
+    app.jsonMessages += 1;
+    addFrame(frameFromJsonPoints(message.data ?? [], size));
+  },
+  reconstruction_complete(message) {
+    if (!app.acceptJobData) return;
+    completeJob(message.total_points, message.downloads ?? {});
+  },
+};
+
+function addFrame(frame) {
+  if (app.phase === "queued") setPhase("running");
+  app.framesReceived += 1;
+  app.pointsReceived += frame.count;
+  app.bytesReceived += frame.bytes;
+  app.frameLog.push({ count: frame.count, receivedMs: nowMs(), shownMs: null });
+  view.addFrame(frame);
+  updateConfidenceSlider();
+  updateStats();
+}
+
+view.onRender = () => {
+  const shown = nowMs();
+  for (let i = app.frameLog.length - 1; i >= 0 && app.frameLog[i].shownMs === null; i--) {
+    app.frameLog[i].shownMs = shown;
+  }
+};
+
+// ---------------------------------------------------------------- the job
+
+async function start() {
+  clearMessages();
+  resetResult();
+  app.acceptJobData = true;
+  setPhase("uploading");
+  for (const photo of photos.photos) photos.setStatus(photo, "ready");
+  setStage(`Uploading ${photos.size} photos…`, 0);
+  upload = new Upload(connection, photos);
+  let saved;
+  try {
+    const progress = setInterval(() => {
+      const done = photos.photos.filter((p) => ["saved", "refused"].includes(p.status)).length;
+      if (app.phase === "uploading") setStage(`Uploading photos: ${done} of ${photos.size}…`, done / photos.size);
+    }, 200);
+    try {
+      saved = await upload.run();
+    } finally {
+      clearInterval(progress);
+    }
+  } catch (error) {
+    upload = null;
+    if (app.phase === "uploading") failJob(`The upload stopped: ${error.message}.`);
+    return;
+  }
+  upload = null;
+  if (app.phase !== "uploading") return; // cancelled meanwhile
+  if (saved.length < MIN_PHOTOS) {
+    failJob(
+      `Only ${saved.length} photo${saved.length === 1 ? " was" : "s were"} accepted; at least ` +
+        `${MIN_PHOTOS} are needed. Remove the refused ones, add more photos and press Start again.`,
+    );
+    return;
+  }
+  setPhase("queued");
+  setStage("Starting the reconstruction…", null);
+  connection.send({ type: "upload_complete", count: saved.length });
+}
+
+function cancel() {
+  connection.send({ type: "cancel" });
+  if (upload) upload.abort();
+  app.acceptJobData = false;
+  setPhase("failed");
+  setStage("Cancelled.", 0);
+}
+
+function failJob(text) {
+  app.acceptJobData = false;
+  setPhase("failed");
+  setStage("The reconstruction did not finish.", 0);
+  showMessage(text);
+}
+
+function completeJob(totalPoints, downloads) {
+  app.acceptJobData = false;
+  app.totalPoints = totalPoints;
+  setPhase("done");
+  const received = app.pointsReceived;
+  setStage(
+    `Done: ${Number(totalPoints ?? received).toLocaleString()} points from ` +
+      `${app.cameras || "the"} cameras.`,
+    1,
+  );
+  if (totalPoints !== undefined && totalPoints !== received) {
+    showMessage(`The server reported ${totalPoints} points but ${received} arrived.`, "warning");
+  }
+  showDownloads(downloads);
+  if (app.jobId) history.replaceState(null, "", `#job=${app.jobId}`);
+  view.requestRender();
+}
+
+function resetResult() {
+  view.clear();
+  app.jobId = null;
+  app.downloads = {};
+  app.framesReceived = 0;
+  app.binaryFrames = 0;
+  app.jsonMessages = 0;
+  app.pointsReceived = 0;
+  app.bytesReceived = 0;
+  app.totalPoints = null;
+  app.cameras = 0;
+  app.frameLog = [];
+  showDownloads({});
+  ui.confidence.value = 0;
+  updateConfidenceSlider();
+  updateStats();
+  if (location.hash) history.replaceState(null, "", location.pathname);
+}
+
+function newScan() {
+  clearMessages();
+  photos.clear();
+  resetResult();
+  setPhase(app.online ? "idle" : "connecting");
+}
+
+function showDownloads(downloads) {
+  app.downloads = downloads;
+  const entries = Object.entries(downloads);
+  ui.downloadList.replaceChildren(
+    ...entries.map(([format, url]) => {
+      const item = document.createElement("li");
+      const link = document.createElement("a");
+      link.href = url;
+      link.download = "";
+      link.textContent = DOWNLOAD_NAMES[format] ?? format;
+      link.dataset.format = format;
+      item.appendChild(link);
+      return item;
+    }),
+  );
+  ui.downloads.hidden = entries.length === 0;
+  if (entries.length === 0) ui.downloads.open = false;
+}
+
+// A job made earlier (page reloaded, or the connection dropped mid-job) is read back over REST.
+async function resumeJob(jobId) {
+  let job;
+  for (;;) {
+    const response = await fetch(`/api/jobs/${encodeURIComponent(jobId)}`);
+    if (!response.ok) {
+      if (response.status === 404) showMessage("That reconstruction is no longer on the server.");
+      else showMessage(`The server could not return the job (HTTP ${response.status}).`);
+      return;
+    }
+    job = await response.json();
+    if (!["uploading", "queued", "running"].includes(job.state)) break;
+    setStage(`${STAGE_NAMES[job.stage] ?? job.stage ?? "Working"}…`, job.fraction ?? null);
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+  }
+  if (job.state !== "done") {
+    failJob(job.error || `The job ended as ${job.state}.`);
+    return;
+  }
+  const response = await fetch(`/api/jobs/${encodeURIComponent(jobId)}/points?format=binary`);
+  if (!response.ok) {
+    showMessage(`The points of the job could not be loaded (HTTP ${response.status}).`);
+    return;
+  }
+  clearMessages();
+  resetResult();
+  app.jobId = jobId;
+  const buffer = await response.arrayBuffer();
+  for (const frame of decodeConcatenatedFrames(buffer)) {
+    app.binaryFrames += 1;
+    addFrame(frame);
+  }
+  if (Array.isArray(job.views) && job.views.length > 0 && job.views[0].cam_from_world) {
+    app.cameras = job.views.length;
+    view.setCameras(job.views);
+  }
+  completeJob(job.num_points, job.downloads ?? {});
+}
+
+function resumeJobWhenOnline(jobId) {
+  const onOpen = () => {
+    connection.removeEventListener("open", onOpen);
+    resumeJob(jobId).catch((error) => showMessage(`Could not load the job: ${error.message}`));
+  };
+  connection.addEventListener("open", onOpen);
+}
+
+// ---------------------------------------------------------------- view controls
+
+function confidenceThreshold() {
+  const position = Number(ui.confidence.value) / Number(ui.confidence.max);
+  const range = view.cloud.confidenceRange();
+  if (position <= 0 || !range) return -Infinity;
+  const [low, high] = range;
+  // Confidence is heavy-tailed: a log scale spreads the slider over where points are.
+  if (low > 0) return low * (high / low) ** position;
+  return low + (high - low) * position;
+}
+
+function updateConfidenceSlider() {
+  const range = view.cloud.confidenceRange();
+  ui.confidence.disabled = !range;
+  const threshold = confidenceThreshold();
+  if (threshold !== view.cloud.threshold) view.setThreshold(threshold);
+  const total = view.cloud.pointsTotal;
+  const share = total > 0 ? Math.round((100 * view.cloud.pointsDrawn) / total) : 100;
+  ui.confidenceValue.textContent =
+    threshold === -Infinity ? "all points" : `≥ ${threshold.toPrecision(3)} (${share}% shown)`;
+  if (!range) {
+    ui.confidenceValue.textContent =
+      view.cloud.pointsTotal > 0 ? "not sent by the server" : "once points arrive";
+  }
+}
+
+ui.pointSize.addEventListener("input", () => {
+  const pixels = Number(ui.pointSize.value);
+  ui.pointSizeValue.textContent = `${pixels} px`;
+  view.setPointSize(pixels);
+});
+ui.confidence.addEventListener("input", () => {
+  updateConfidenceSlider();
+  updateStats();
+});
+ui.showCameras.addEventListener("change", () => view.setCamerasVisible(ui.showCameras.checked));
+ui.resetView.addEventListener("click", () => view.resetView());
+ui.start.addEventListener("click", () => start());
+ui.cancel.addEventListener("click", () => cancel());
+ui.newScan.addEventListener("click", () => newScan());
+
+// ---------------------------------------------------------------- picking and dropping photos
+
+ui.fileInput.addEventListener("change", () => {
+  photos.add([...ui.fileInput.files]);
+  ui.fileInput.value = ""; // picking the same files again adds them again
+  if (app.phase === "failed") setPhase("idle");
+});
+
+// Dropped files anywhere on the page are photos; never let the browser navigate to them.
+window.addEventListener("dragover", (event) => {
+  event.preventDefault();
+  const busy = ["uploading", "queued", "running"].includes(app.phase);
+  event.dataTransfer.dropEffect = busy ? "none" : "copy";
+  ui.dropzone.classList.toggle("dragging", !busy);
+});
+window.addEventListener("dragleave", (event) => {
+  if (event.relatedTarget === null) ui.dropzone.classList.remove("dragging");
+});
+window.addEventListener("drop", (event) => {
+  event.preventDefault();
+  ui.dropzone.classList.remove("dragging");
+  const files = [...(event.dataTransfer?.files ?? [])];
+  if (files.length === 0) return;
+  if (["uploading", "queued", "running"].includes(app.phase)) {
+    showMessage("Photos cannot be added while a reconstruction runs.", "warning");
+    return;
+  }
+  if (app.phase === "done") newScan();
+  photos.add(files);
+  if (app.phase === "failed") setPhase("idle");
+});
+
+// ---------------------------------------------------------------- start
+
+showDownloads({});
+updateConfidenceSlider();
+updateStats();
+setPhase("connecting");
+connection.connect();
+const resumeId = new URLSearchParams(location.hash.slice(1)).get("job");
+if (resumeId) resumeJobWhenOnline(resumeId);

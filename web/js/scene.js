@@ -1,0 +1,197 @@
+// The 3D view: renderer, orbit camera, and the content (points and camera frustums) placed so
+// that "up" on screen is "up" in the photos. Renders only when something changed.
+
+import * as THREE from "three";
+import { OrbitControls } from "three/addons/controls/OrbitControls.js";
+import { cameraCentres, createFrustums, disposeFrustums, meanCameraUp } from "./cameras.js";
+import { PointCloudLayer } from "./cloud.js";
+
+// Engine worlds use OpenCV axes (y down, z forward from the first photo). Turned half a turn
+// about x, the first photo's view looks down -z with y up, as three.js expects.
+const OPENCV_WORLD_TO_VIEW = new THREE.Quaternion().setFromAxisAngle(
+  new THREE.Vector3(1, 0, 0),
+  Math.PI,
+);
+
+export class SceneView {
+  constructor(container) {
+    this.container = container;
+    this.renderer = new THREE.WebGLRenderer({ antialias: false, preserveDrawingBuffer: true });
+    this.renderer.setPixelRatio(Math.min(window.devicePixelRatio, 2));
+    this.renderer.setClearColor(0x15171c);
+    container.appendChild(this.renderer.domElement);
+
+    this.camera = new THREE.PerspectiveCamera(50, 1, 0.01, 1000);
+    this.camera.position.set(0, 0, 3);
+    this.controls = new OrbitControls(this.camera, this.renderer.domElement);
+    this.controls.enableDamping = true;
+    this.controls.addEventListener("change", () => this.requestRender());
+    // Once a person moves the view, new points no longer move it for them.
+    this.controls.addEventListener("start", () => {
+      this.autoFit = false;
+    });
+
+    this.scene = new THREE.Scene();
+    this.content = new THREE.Group();
+    this.content.quaternion.copy(OPENCV_WORLD_TO_VIEW);
+    this.scene.add(this.content);
+    this.cloud = new PointCloudLayer();
+    this.cloud.uniforms.pixelRatio.value = this.renderer.getPixelRatio();
+    this.content.add(this.cloud.group);
+    this.frustums = null;
+    this.cameras = [];
+
+    this.autoFit = true;
+    this.fitPending = false;
+    this.renderPending = false;
+    this.framesRendered = 0;
+    this.onRender = null; // called after each render with the number of points drawn
+
+    new ResizeObserver(() => this._resize()).observe(container);
+    this._resize();
+  }
+
+  /** Add a decoded point frame; the view follows the cloud until the person takes over. */
+  addFrame(frame) {
+    this.cloud.add(frame);
+    if (this.autoFit) this.fitPending = true;
+    this.requestRender();
+  }
+
+  /** Show the cameras of a "cameras" message (replacing earlier ones). */
+  setCameras(cameras) {
+    this.cameras = cameras;
+    this._level();
+    if (this.frustums) {
+      this.content.remove(this.frustums);
+      disposeFrustums(this.frustums);
+      this.frustums = null;
+    }
+    if (cameras.length > 0) {
+      this.frustums = createFrustums(cameras, this._frustumDepth());
+      this.content.add(this.frustums);
+    }
+    if (this.autoFit) this.fitPending = true;
+    this.requestRender();
+  }
+
+  setCamerasVisible(visible) {
+    if (this.frustums) this.frustums.visible = visible;
+    this.requestRender();
+  }
+
+  setPointSize(pixels) {
+    this.cloud.setPointSize(pixels);
+    this.requestRender();
+  }
+
+  setThreshold(threshold) {
+    this.cloud.setThreshold(threshold);
+    this.requestRender();
+  }
+
+  /** Back to the automatic view of the whole cloud. */
+  resetView() {
+    this.autoFit = true;
+    this.fitPending = true;
+    this.requestRender();
+  }
+
+  clear() {
+    this.cloud.clear();
+    this.setCameras([]);
+    this.content.quaternion.copy(OPENCV_WORLD_TO_VIEW);
+    this.resetView();
+  }
+
+  requestRender() {
+    if (this.renderPending) return;
+    this.renderPending = true;
+    requestAnimationFrame(() => this._render());
+  }
+
+  _render() {
+    this.renderPending = false;
+    if (this.fitPending) {
+      this.fitPending = false;
+      this._fit();
+    }
+    // With damping, the controls keep moving for a few frames after the pointer stops.
+    const moving = this.controls.update();
+    this.renderer.render(this.scene, this.camera);
+    this.framesRendered += 1;
+    if (this.onRender) this.onRender(this.cloud.pointsDrawn);
+    if (moving) this.requestRender();
+  }
+
+  /** Turn the content so that the photos' average up direction points up on screen. */
+  _level() {
+    const up = meanCameraUp(this.cameras);
+    this.content.quaternion.copy(OPENCV_WORLD_TO_VIEW);
+    if (!up) return;
+    const upInView = up.clone().applyQuaternion(OPENCV_WORLD_TO_VIEW);
+    const tilt = new THREE.Quaternion().setFromUnitVectors(upInView, new THREE.Vector3(0, 1, 0));
+    this.content.quaternion.premultiply(tilt);
+  }
+
+  /** Frustum depth: a quarter of the typical distance between neighbouring cameras. */
+  _frustumDepth() {
+    const centres = cameraCentres(this.cameras).map((c) => new THREE.Vector3(...c));
+    const nearest = centres
+      .map((c, i) => Math.min(...centres.filter((_, j) => j !== i).map((d) => c.distanceTo(d))))
+      .filter((distance) => distance > 0 && Number.isFinite(distance))
+      .sort((a, b) => a - b);
+    if (nearest.length > 0) return 0.25 * nearest[Math.floor(nearest.length / 2)];
+    const box = this.cloud.robustBox();
+    return box ? 0.05 * box.getSize(new THREE.Vector3()).length() : 0.1;
+  }
+
+  /** Box (view coordinates) around the bulk of the points, or the cameras when no points yet. */
+  _contentBox() {
+    let box = this.cloud.robustBox();
+    if (!box && this.cameras.length > 0) {
+      box = new THREE.Box3().setFromPoints(
+        cameraCentres(this.cameras).map((c) => new THREE.Vector3(...c)),
+      );
+    }
+    if (!box || box.isEmpty()) return null;
+    this.content.updateMatrixWorld();
+    return box.applyMatrix4(this.content.matrixWorld);
+  }
+
+  _fit() {
+    const box = this._contentBox();
+    if (!box) return;
+    const centre = box.getCenter(new THREE.Vector3());
+    const radius = Math.max(box.getSize(new THREE.Vector3()).length() / 2, 1e-6);
+    const halfFov = THREE.MathUtils.degToRad(this.camera.fov / 2);
+    const fitHorizontally = Math.atan(Math.tan(halfFov) * this.camera.aspect);
+    const distance = (1.1 * radius) / Math.sin(Math.min(halfFov, fitHorizontally));
+
+    // Look the way the first photo looked, from a little above.
+    const direction = new THREE.Vector3(0, 0.35, 1);
+    if (this.cameras.length > 0) {
+      const first = new THREE.Vector3(...cameraCentres(this.cameras)[0]);
+      first.applyMatrix4(this.content.matrixWorld).sub(centre);
+      first.y = Math.max(first.y, 0) + 0.35 * first.length();
+      if (first.lengthSq() > 1e-12) direction.copy(first);
+    }
+    direction.normalize();
+    this.camera.position.copy(centre).addScaledVector(direction, distance);
+    this.camera.near = distance / 200;
+    this.camera.far = distance * 50;
+    this.camera.updateProjectionMatrix();
+    this.controls.target.copy(centre);
+    this.controls.update();
+    this.cloud.uniforms.referenceDistance.value = distance;
+  }
+
+  _resize() {
+    const { clientWidth: width, clientHeight: height } = this.container;
+    if (width === 0 || height === 0) return;
+    this.renderer.setSize(width, height, false);
+    this.camera.aspect = width / height;
+    this.camera.updateProjectionMatrix();
+    this.requestRender();
+  }
+}
