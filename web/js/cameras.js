@@ -17,15 +17,6 @@ export function worldFromCameraGL(camFromWorld) {
   return camFromWorldCV.invert().multiply(OPENCV_TO_OPENGL);
 }
 
-/** Vertical field of view (degrees) and aspect ratio of a pinhole camera with intrinsics K. */
-export function fieldOfView(K, width, height) {
-  const fy = K[1][1];
-  return {
-    fovDeg: THREE.MathUtils.radToDeg(2 * Math.atan(height / 2 / fy)),
-    aspect: width / height,
-  };
-}
-
 /**
  * Line segments of a frustum in OpenGL camera axes, `depth` world units deep: apex to the four
  * image corners, the image rectangle, and a small triangle on the top edge to show which way is up.

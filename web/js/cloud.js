@@ -6,7 +6,8 @@
 // size and the confidence threshold change uniforms and draw ranges, never the buffers.
 
 import * as THREE from "three";
-import { countAboveThreshold, frameBounds, samplePositions } from "./frames.js";
+import { frameBounds, samplePositions } from "./frames.js";
+import { countAtLeast } from "./protocol.js";
 
 const VERTEX_SHADER = /* glsl */ `
 uniform float pointSizePx;   // size in pixels at the reference distance
@@ -76,10 +77,10 @@ export class PointCloudLayer {
   add(frame) {
     const geometry = new THREE.BufferGeometry();
     const points = new THREE.Points(geometry, null);
-    if (frame.quantized) {
+    if (!frame.xyz) {
       // Non-normalized uint16 attributes reach the shader as floats 0..65535.
-      geometry.setAttribute("position", new THREE.BufferAttribute(frame.quantized, 3));
-      geometry.setAttribute("rgb565", new THREE.BufferAttribute(frame.rgb565, 1));
+      geometry.setAttribute("position", new THREE.BufferAttribute(frame.positions, 3));
+      geometry.setAttribute("rgb565", new THREE.BufferAttribute(frame.colors, 1));
       points.material = this.quantizedMaterial;
       points.position.fromArray(frame.origin);
       points.scale.fromArray(frame.step);
@@ -89,7 +90,7 @@ export class PointCloudLayer {
         new THREE.Vector3(65535, 65535, 65535),
       );
     } else {
-      geometry.setAttribute("position", new THREE.BufferAttribute(frame.positions, 3));
+      geometry.setAttribute("position", new THREE.BufferAttribute(frame.xyz, 3));
       geometry.setAttribute("rgb", new THREE.BufferAttribute(frame.rgb, 3, true));
       points.material = this.floatMaterial;
       const [min, max] = frameBounds(frame);
@@ -122,8 +123,8 @@ export class PointCloudLayer {
     let low = Infinity;
     let high = -Infinity;
     for (const { frame } of this.frames) {
-      const table = frame.confTable;
-      if (!table || frame.count === 0) continue;
+      const table = frame.confidenceTable;
+      if (table.length === 0 || frame.count === 0) continue;
       high = Math.max(high, table[0]);
       low = Math.min(low, table[table.length - 1]);
     }
@@ -160,7 +161,7 @@ export class PointCloudLayer {
   }
 
   _applyThreshold(entry) {
-    const count = countAboveThreshold(entry.frame, this.threshold);
+    const count = countAtLeast(entry.frame, this.threshold);
     entry.points.geometry.setDrawRange(0, count);
     entry.points.visible = count > 0;
     this.pointsDrawn += count;

@@ -5,7 +5,8 @@
 //   "frame"     detail: an ArrayBuffer (binary point frame)
 //   "closed"    detail: {retryInSeconds, everConnected}
 
-export const FEATURES = ["progress", "cameras", "job", "binary_points"];
+import { FEATURES, PROTOCOL_VERSION } from "./protocol.js";
+
 const PING_INTERVAL_MS = 20000;
 const MAX_RETRY_S = 15;
 
@@ -38,7 +39,7 @@ export class Connection extends EventTarget {
     socket.addEventListener("open", () => {
       this.everConnected = true;
       this.failures = 0;
-      this.send({ type: "hello", protocol: 1, features: this.features });
+      this.send({ type: "hello", protocol: PROTOCOL_VERSION, features: this.features });
       this.pingTimer = setInterval(() => this.send({ type: "ping" }), PING_INTERVAL_MS);
       this._emit("open", null);
     });

@@ -2,8 +2,9 @@
 // Wires the photo list, the WebSocket and the 3D view together, and says in plain words what
 // is happening and what went wrong.
 
-import { Connection, FEATURES } from "./connection.js";
-import { decodeConcatenatedFrames, decodePointFrame, frameFromJsonPoints } from "./frames.js";
+import { Connection } from "./connection.js";
+import { decodeFrames, frameFromJsonPoints } from "./frames.js";
+import { decodePointFrame, FEATURES } from "./protocol.js";
 import { PhotoList, Upload } from "./photos.js";
 import { SceneView } from "./scene.js";
 
@@ -81,6 +82,9 @@ const app = {
   messages: [],
   frameLog: [], // {count, receivedMs, shownMs}: epoch milliseconds, for the benchmark
   acceptJobData: false,
+  offlineNote: "", // what the stage line says while there is no connection
+  serverUploadOpen: false, // the server holds photos of this connection not yet reconstructed
+  cancelReplies: 0, // "cancelled" answers still to come for cancels sent to clear an upload
 };
 
 // ?points=json asks for the JSON "points" messages instead of binary frames (for comparing).
@@ -163,7 +167,9 @@ function updateControls() {
   ui.fileInput.disabled = busy;
   ui.dropzone.classList.toggle("disabled", busy);
   const enough = photos.size >= MIN_PHOTOS;
-  ui.start.disabled = busy || !enough || !app.online;
+  const maxPhotos = app.limits.max_photos_per_job ?? Infinity;
+  const tooMany = photos.size > maxPhotos;
+  ui.start.disabled = busy || !enough || tooMany || !app.online;
   ui.start.hidden = app.phase === "done";
   ui.cancel.hidden = !busy;
   ui.newScan.hidden = !["done", "failed"].includes(app.phase);
@@ -174,10 +180,12 @@ function updateControls() {
       ? ""
       : `${photos.size} photo${photos.size === 1 ? "" : "s"}, ${megabytes.toFixed(1)} MB`;
   if (!busy && app.phase !== "done" && app.phase !== "failed") {
-    if (!app.online) setStage("Waiting for the server…", null);
+    if (!app.online) setStage(app.offlineNote || "Connecting to the server…", null);
     else if (photos.size === 0) setStage("Add photos of one object or scene, then press Start.", 0);
     else if (!enough) {
       setStage(`Add at least ${MIN_PHOTOS} photos (8 to 50 overlapping ones work best).`, 0);
+    } else if (tooMany) {
+      setStage(`This server takes at most ${maxPhotos} photos per job: remove some.`, 0);
     } else setStage(`Ready: press Start to reconstruct ${photos.size} photos.`, 0);
   }
 }
@@ -219,24 +227,25 @@ connection.addEventListener("closed", (event) => {
   ui.connection.textContent = `offline, retrying in ${retryInSeconds} s`;
   ui.connection.className = "badge bad";
   if (upload) upload.abort();
+  app.serverUploadOpen = false; // the server drops a connection's photos and job with it
+  app.cancelReplies = 0;
   if (wasOnline) {
     if (["uploading", "queued", "running"].includes(app.phase)) {
       failJob(
-        app.jobId
-          ? "The connection to the server was lost; this page will pick the job up again when it reconnects."
-          : "The connection to the server was lost during the upload or reconstruction. Press Start to try again once it is back.",
+        "The connection to the server was lost, which stops the reconstruction. " +
+          "Press Start to try again once the page has reconnected.",
       );
-      if (app.jobId) resumeJobWhenOnline(app.jobId);
     } else {
       showMessage("The connection to the server was lost. Reconnecting…");
     }
-  } else if (!everConnected && app.phase === "connecting") {
+  }
+  if (!everConnected) {
     ui.connection.textContent = "server unreachable";
-    setStage(
-      `Cannot reach the AetherScan server at ${location.host}. Is \`aetherscan serve\` running? ` +
-        `Trying again in ${retryInSeconds} s…`,
-      null,
-    );
+    app.offlineNote =
+      `Cannot reach the AetherScan server at ${location.host}. Is \`aetherscan serve\` ` +
+      `running? Trying again in ${retryInSeconds} s…`;
+  } else {
+    app.offlineNote = `Reconnecting to the server (next try in ${retryInSeconds} s)…`;
   }
   updateControls();
 });
@@ -266,10 +275,23 @@ const HANDLERS = {
     app.engine = message.engine ?? null;
     app.limits = message.limits ?? {};
     ui.engine.textContent = `Engine: ${ENGINE_NAMES[app.engine] ?? app.engine ?? "unknown"}`;
+    updateControls();
   },
   pong() {},
   image_received(message) {
+    app.serverUploadOpen = true;
     if (upload) upload.saved(message.filename);
+  },
+  cancelled(message) {
+    if (app.cancelReplies > 0) {
+      app.cancelReplies -= 1; // the answer to a cancel of ours
+      return;
+    }
+    if (["uploading", "queued", "running"].includes(app.phase)) {
+      app.acceptJobData = false;
+      setPhase("failed");
+      setStage(`Cancelled: ${message.message}.`, 0);
+    }
   },
   error(message) {
     const text = message.message || "The server reported an error.";
@@ -287,11 +309,12 @@ const HANDLERS = {
   queued(message) {
     if (!app.acceptJobData) return;
     setPhase("queued");
-    const ahead = Math.max(0, (message.position ?? 1) - 1);
+    app.serverUploadOpen = false; // the server took the photos into a job
+    const ahead = Math.max(0, message.position ?? 0); // jobs ahead of this one
     setStage(
       ahead === 0
-        ? "Queued: your job is next."
-        : `Queued: ${ahead} job${ahead === 1 ? "" : "s"} ahead of yours (position ${message.position}).`,
+        ? "Queued: your job starts next."
+        : `Queued: ${ahead} job${ahead === 1 ? "" : "s"} ahead of yours.`,
       null,
     );
   },
@@ -324,7 +347,7 @@ function addFrame(frame) {
   if (app.phase === "queued") setPhase("running");
   app.framesReceived += 1;
   app.pointsReceived += frame.count;
-  app.bytesReceived += frame.bytes;
+  app.bytesReceived += frame.byteLength;
   app.frameLog.push({ count: frame.count, receivedMs: nowMs(), shownMs: null });
   view.addFrame(frame);
   updateConfidenceSlider();
@@ -340,14 +363,31 @@ view.onRender = () => {
 
 // ---------------------------------------------------------------- the job
 
+/** Resolves once the server has answered every cancel sent (or after a few seconds). */
+async function cancelsAnswered() {
+  for (let waited = 0; app.cancelReplies > 0 && waited < 5000; waited += 50) {
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  app.cancelReplies = 0;
+}
+
 async function start() {
+  ui.start.disabled = true;
+  // Messages of a job cancelled just now may still be on their way; let them pass first.
+  await cancelsAnswered();
   clearMessages();
   resetResult();
   app.acceptJobData = true;
   setPhase("uploading");
   for (const photo of photos.photos) photos.setStatus(photo, "ready");
   setStage(`Uploading ${photos.size} photos…`, 0);
-  upload = new Upload(connection, photos);
+  if (app.serverUploadOpen) {
+    // Photos of an earlier attempt are still on the server; start from none.
+    app.cancelReplies += 1;
+    connection.send({ type: "cancel" });
+    app.serverUploadOpen = false;
+  }
+  upload = new Upload(connection, photos, app.limits.max_photo_mb ?? Infinity);
   let saved;
   try {
     const progress = setInterval(() => {
@@ -379,7 +419,10 @@ async function start() {
 }
 
 function cancel() {
+  // The server answers every cancel with one "cancelled", after the last message of the job.
+  app.cancelReplies += 1;
   connection.send({ type: "cancel" });
+  app.serverUploadOpen = false;
   if (upload) upload.abort();
   app.acceptJobData = false;
   setPhase("failed");
@@ -484,13 +527,17 @@ async function resumeJob(jobId) {
   resetResult();
   app.jobId = jobId;
   const buffer = await response.arrayBuffer();
-  for (const frame of decodeConcatenatedFrames(buffer)) {
+  for (const frame of decodeFrames(buffer)) {
     app.binaryFrames += 1;
     addFrame(frame);
   }
-  if (Array.isArray(job.views) && job.views.length > 0 && job.views[0].cam_from_world) {
-    app.cameras = job.views.length;
-    view.setCameras(job.views);
+  const camerasUrl = job.downloads?.cameras;
+  if (camerasUrl) {
+    const cameras = await fetch(camerasUrl).then((r) => (r.ok ? r.json() : null));
+    if (cameras && Array.isArray(cameras.cameras)) {
+      app.cameras = cameras.cameras.length;
+      view.setCameras(cameras.cameras);
+    }
   }
   completeJob(job.num_points, job.downloads ?? {});
 }

@@ -1,6 +1,8 @@
 // The photos a person picked: thumbnails with a status each, and their upload over the
 // WebSocket (one "image_data" message per photo, acknowledged by "image_received" or "error").
 
+const MIB = 1024 * 1024;
+
 const STATUS_TEXT = {
   ready: "",
   reading: "reading…",
@@ -68,8 +70,9 @@ export class PhotoList {
     const item = photo.element;
     item.dataset.status = status;
     item.querySelector(".bar").style.width = `${Math.round(100 * fraction)}%`;
+    // The thumbnail shows a word; the whole message is in its tooltip and the message list.
+    item.querySelector(".photo-status").textContent = STATUS_TEXT[status];
     const text = message || STATUS_TEXT[status];
-    item.querySelector(".photo-status").textContent = text;
     item.title = text ? `${photo.name}: ${text}` : photo.name;
   }
 
@@ -151,9 +154,10 @@ function readAsDataUrl(file) {
  * or throws when the connection drops.
  */
 export class Upload {
-  constructor(connection, photoList) {
+  constructor(connection, photoList, maxPhotoMB = Infinity) {
     this.connection = connection;
     this.photoList = photoList;
+    this.maxPhotoMB = maxPhotoMB; // the server's limit (MiB), checked here to save the upload
     this.awaiting = []; // photos sent, in order, without an answer yet
     this.settled = null;
   }
@@ -161,6 +165,14 @@ export class Upload {
   async run() {
     for (const photo of this.photoList.photos) {
       if (!this.connection.isOpen) throw new Error("the connection to the server was lost");
+      const sizeMB = photo.file.size / MIB;
+      if (sizeMB > this.maxPhotoMB) {
+        const text =
+          `${photo.name} has ${sizeMB.toFixed(1)} MB, more than the server's limit of ` +
+          `${this.maxPhotoMB} MB per photo`;
+        this.photoList.setStatus(photo, "refused", 1, text);
+        continue;
+      }
       this.photoList.setStatus(photo, "reading", 0);
       const data = await readAsDataUrl(photo.file);
       const message = JSON.stringify({ type: "image_data", data, filename: photo.name });
