@@ -73,7 +73,7 @@ export class PointCloudLayer {
     this.bounds = null; // [min, max] of all frames
   }
 
-  /** Add one decoded frame (see frames.js) to the scene. */
+  /** Add one decoded frame (see frames.js) to the scene; returns its THREE.Points. */
   add(frame) {
     const geometry = new THREE.BufferGeometry();
     const points = new THREE.Points(geometry, null);
@@ -105,6 +105,7 @@ export class PointCloudLayer {
     this._growBounds(frame);
     this._addSamples(frame);
     this._applyThreshold(this.frames[this.frames.length - 1]);
+    return points;
   }
 
   /** Draw only points with confidence >= threshold (frames without confidence: all). */

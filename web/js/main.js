@@ -81,6 +81,7 @@ const app = {
   cameras: 0,
   messages: [],
   frameLog: [], // {count, receivedMs, shownMs}: epoch milliseconds, for the benchmark
+  framesInRenders: 0, // frameLog entries already handed to a render
   acceptJobData: false,
   offlineNote: "", // what the stage line says while there is no connection
   serverUploadOpen: false, // the server holds photos of this connection not yet reconstructed
@@ -97,6 +98,7 @@ const connection = new Connection(
 );
 const photos = new PhotoList(ui.thumbnails, () => updateControls());
 const view = new SceneView(ui.viewport);
+view.waitForGpu = pageOptions.has("timing"); // benchmarks/bench_viewer.py
 let upload = null;
 
 window.aetherscan = {
@@ -355,10 +357,12 @@ function addFrame(frame) {
 }
 
 view.onRender = () => {
-  const shown = nowMs();
-  for (let i = app.frameLog.length - 1; i >= 0 && app.frameLog[i].shownMs === null; i--) {
-    app.frameLog[i].shownMs = shown;
-  }
+  // The frames received since the last render are in this one.
+  const entries = app.frameLog.slice(app.framesInRenders);
+  app.framesInRenders = app.frameLog.length;
+  return (drawnMs) => {
+    for (const entry of entries) entry.shownMs = drawnMs;
+  };
 };
 
 // ---------------------------------------------------------------- the job
@@ -451,7 +455,6 @@ function completeJob(totalPoints, downloads) {
   }
   showDownloads(downloads);
   if (app.jobId) history.replaceState(null, "", `#job=${app.jobId}`);
-  view.requestRender();
 }
 
 function resetResult() {
@@ -466,6 +469,7 @@ function resetResult() {
   app.totalPoints = null;
   app.cameras = 0;
   app.frameLog = [];
+  app.framesInRenders = 0;
   showDownloads({});
   ui.confidence.value = 0;
   updateConfidenceSlider();

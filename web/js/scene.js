@@ -1,5 +1,7 @@
 // The 3D view: renderer, orbit camera, and the content (points and camera frustums) placed so
-// that "up" on screen is "up" in the photos. Renders only when something changed.
+// that "up" on screen is "up" in the photos. Renders only when something changed, and while
+// points stream in under a still camera it draws only the new frames over the last picture
+// (the drawing buffer and its depth are kept), so a frame costs its own points, not the cloud's.
 
 import * as THREE from "three";
 import { OrbitControls } from "three/addons/controls/OrbitControls.js";
@@ -8,6 +10,7 @@ import { PointCloudLayer } from "./cloud.js";
 
 // Engine worlds use OpenCV axes (y down, z forward from the first photo). Turned half a turn
 // about x, the first photo's view looks down -z with y up, as three.js expects.
+const INCREMENT_LAYER = 1;
 const OPENCV_WORLD_TO_VIEW = new THREE.Quaternion().setFromAxisAngle(
   new THREE.Vector3(1, 0, 0),
   Math.PI,
@@ -24,8 +27,9 @@ export class SceneView {
     this.camera = new THREE.PerspectiveCamera(50, 1, 0.01, 1000);
     this.camera.position.set(0, 0, 3);
     this.controls = new OrbitControls(this.camera, this.renderer.domElement);
-    this.controls.enableDamping = true;
-    this.controls.addEventListener("change", () => this.requestRender());
+    this.controls.addEventListener("change", () => {
+      if (!this.fitting) this.requestRender();
+    });
     // Once a person moves the view, new points no longer move it for them.
     this.controls.addEventListener("start", () => {
       this.autoFit = false;
@@ -39,13 +43,21 @@ export class SceneView {
     this.cloud.uniforms.pixelRatio.value = this.renderer.getPixelRatio();
     this.content.add(this.cloud.group);
     this.frustums = null;
+    this.camerasVisible = true;
     this.cameras = [];
 
     this.autoFit = true;
     this.fitPending = false;
     this.renderPending = false;
+    this.redrawAll = true; // false: only newFrames need drawing over the last picture
+    this.fitting = false;
+    this.fitted = null; // the box the camera frames: {centre, radius}
+    this.newFrames = [];
     this.framesRendered = 0;
-    this.onRender = null; // called after each render with the number of points drawn
+    // Called after each render; may return a function to call with the time (epoch ms) at
+    // which the picture was drawn: when the GPU is done with waitForGpu, else at once.
+    this.onRender = null;
+    this.waitForGpu = false;
 
     new ResizeObserver(() => this._resize()).observe(container);
     this._resize();
@@ -53,29 +65,36 @@ export class SceneView {
 
   /** Add a decoded point frame; the view follows the cloud until the person takes over. */
   addFrame(frame) {
-    this.cloud.add(frame);
+    this.newFrames.push(this.cloud.add(frame));
     if (this.autoFit) this.fitPending = true;
-    this.requestRender();
+    this.requestRender(false);
   }
 
   /** Show the cameras of a "cameras" message (replacing earlier ones). */
   setCameras(cameras) {
     this.cameras = cameras;
+    const before = this.content.quaternion.clone();
     this._level();
+    // Frustums added to an unchanged picture are drawn over it, like new points.
+    let redraw = this.content.quaternion.angleTo(before) > 1e-9;
     if (this.frustums) {
       this.content.remove(this.frustums);
       disposeFrustums(this.frustums);
       this.frustums = null;
+      redraw = true;
     }
     if (cameras.length > 0) {
       this.frustums = createFrustums(cameras, this._frustumDepth());
+      this.frustums.visible = this.camerasVisible;
       this.content.add(this.frustums);
+      this.newFrames.push(this.frustums);
     }
     if (this.autoFit) this.fitPending = true;
-    this.requestRender();
+    this.requestRender(redraw);
   }
 
   setCamerasVisible(visible) {
+    this.camerasVisible = visible;
     if (this.frustums) this.frustums.visible = visible;
     this.requestRender();
   }
@@ -93,18 +112,22 @@ export class SceneView {
   /** Back to the automatic view of the whole cloud. */
   resetView() {
     this.autoFit = true;
+    this.fitted = null;
     this.fitPending = true;
     this.requestRender();
   }
 
   clear() {
+    this.newFrames = [];
     this.cloud.clear();
     this.setCameras([]);
     this.content.quaternion.copy(OPENCV_WORLD_TO_VIEW);
     this.resetView();
   }
 
-  requestRender() {
+  /** Draw at the next animation frame; `everything` false: only frames added since the last. */
+  requestRender(everything = true) {
+    if (everything) this.redrawAll = true;
     if (this.renderPending) return;
     this.renderPending = true;
     requestAnimationFrame(() => this._render());
@@ -116,12 +139,58 @@ export class SceneView {
       this.fitPending = false;
       this._fit();
     }
-    // With damping, the controls keep moving for a few frames after the pointer stops.
-    const moving = this.controls.update();
-    this.renderer.render(this.scene, this.camera);
+    if (this.controls.update()) this.redrawAll = true;
+    if (this.redrawAll) {
+      this.renderer.render(this.scene, this.camera);
+    } else {
+      this._drawOver(this.newFrames);
+    }
+    this.redrawAll = false;
+    this.newFrames = [];
     this.framesRendered += 1;
-    if (this.onRender) this.onRender(this.cloud.pointsDrawn);
-    if (moving) this.requestRender();
+    const whenDrawn = this.onRender ? this.onRender() : null;
+    if (!whenDrawn) return;
+    if (this.waitForGpu) {
+      this._whenGpuDone(whenDrawn);
+    } else {
+      whenDrawn(performance.timeOrigin + performance.now());
+    }
+  }
+
+  /**
+   * Timing runs: call `done(epochMs)` once the GPU has finished the commands issued so far,
+   * watched through a fence so that the page goes on receiving meanwhile.
+   */
+  _whenGpuDone(done) {
+    const gl = this.renderer.getContext();
+    const fence = gl.fenceSync(gl.SYNC_GPU_COMMANDS_COMPLETE, 0);
+    gl.flush();
+    const poll = () => {
+      if (gl.getSyncParameter(fence, gl.SYNC_STATUS) !== gl.SIGNALED) {
+        setTimeout(poll, 2);
+        return;
+      }
+      gl.deleteSync(fence);
+      done(performance.timeOrigin + performance.now());
+    };
+    poll();
+  }
+
+  /** Draw only `objects` over the picture and depth left by the last render. */
+  _drawOver(objects) {
+    const setLayer = (layer) => {
+      for (const object of objects) object.traverse((child) => child.layers.set(layer));
+    };
+    setLayer(INCREMENT_LAYER);
+    this.camera.layers.set(INCREMENT_LAYER);
+    this.renderer.autoClear = false;
+    try {
+      this.renderer.render(this.scene, this.camera);
+    } finally {
+      this.renderer.autoClear = true;
+      this.camera.layers.set(0);
+      setLayer(0);
+    }
   }
 
   /** Turn the content so that the photos' average up direction points up on screen. */
@@ -159,14 +228,29 @@ export class SceneView {
     return box.applyMatrix4(this.content.matrixWorld);
   }
 
+  /**
+   * Frame the bulk of the cloud. While points stream in, the camera moves only when the cloud
+   * outgrew the view or shrank well inside it: a calm view, and new frames drawn over the last.
+   */
   _fit() {
     const box = this._contentBox();
     if (!box) return;
     const centre = box.getCenter(new THREE.Vector3());
     const radius = Math.max(box.getSize(new THREE.Vector3()).length() / 2, 1e-6);
+    const fitted = this.fitted;
+    if (
+      fitted &&
+      !this.redrawAll &&
+      centre.distanceTo(fitted.centre) < 0.1 * fitted.radius &&
+      radius < 1.1 * fitted.radius &&
+      radius > 0.7 * fitted.radius
+    ) {
+      return;
+    }
+    this.fitted = { centre, radius };
     const halfFov = THREE.MathUtils.degToRad(this.camera.fov / 2);
     const fitHorizontally = Math.atan(Math.tan(halfFov) * this.camera.aspect);
-    const distance = (1.1 * radius) / Math.sin(Math.min(halfFov, fitHorizontally));
+    const distance = (1.15 * radius) / Math.sin(Math.min(halfFov, fitHorizontally));
 
     // Look the way the first photo looked, from a little above.
     const direction = new THREE.Vector3(0, 0.35, 1);
@@ -182,8 +266,11 @@ export class SceneView {
     this.camera.far = distance * 50;
     this.camera.updateProjectionMatrix();
     this.controls.target.copy(centre);
+    this.fitting = true; // this render is already under way
     this.controls.update();
+    this.fitting = false;
     this.cloud.uniforms.referenceDistance.value = distance;
+    this.redrawAll = true;
   }
 
   _resize() {
