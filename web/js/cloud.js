@@ -108,6 +108,24 @@ export class PointCloudLayer {
     return points;
   }
 
+  /**
+   * One point at the origin per material, to draw once before the first frame arrives: shaders
+   * are compiled (and software renderers build their pipelines) at the first draw, which can
+   * take a good part of a second.
+   */
+  placeholders() {
+    const quantized = new THREE.BufferGeometry();
+    quantized.setAttribute("position", new THREE.BufferAttribute(new Uint16Array(3), 3));
+    quantized.setAttribute("rgb565", new THREE.BufferAttribute(new Uint16Array(1), 1));
+    const float = new THREE.BufferGeometry();
+    float.setAttribute("position", new THREE.BufferAttribute(new Float32Array(3), 3));
+    float.setAttribute("rgb", new THREE.BufferAttribute(new Uint8Array(3), 3, true));
+    return [
+      new THREE.Points(quantized, this.quantizedMaterial),
+      new THREE.Points(float, this.floatMaterial),
+    ];
+  }
+
   /** Draw only points with confidence >= threshold (frames without confidence: all). */
   setThreshold(threshold) {
     this.threshold = threshold;

@@ -59,6 +59,13 @@ export class SceneView {
     this.onRender = null;
     this.waitForGpu = false;
 
+    const placeholders = this.cloud.placeholders();
+    this.content.add(...placeholders);
+    this.renderer.render(this.scene, this.camera);
+    this.renderer.clear();
+    this.content.remove(...placeholders);
+    for (const placeholder of placeholders) placeholder.geometry.dispose();
+
     new ResizeObserver(() => this._resize()).observe(container);
     this._resize();
   }
