@@ -84,6 +84,7 @@ const app = {
   framesInRenders: 0, // frameLog entries already handed to a render
   acceptJobData: false,
   offlineNote: "", // what the stage line says while there is no connection
+  pointSizeChosen: false, // the person moved the point size slider
   serverUploadOpen: false, // the server holds photos of this connection not yet reconstructed
   cancelReplies: 0, // "cancelled" answers still to come for cancels sent to clear an upload
 };
@@ -144,7 +145,7 @@ function showMessage(text, level = "error") {
   close.addEventListener("click", () => item.remove());
   item.append(body, close);
   ui.messages.appendChild(item);
-  if (level !== "error") setTimeout(() => item.remove(), 8000);
+  if (level === "info") setTimeout(() => item.remove(), 8000);
 }
 
 function clearMessages() {
@@ -332,6 +333,7 @@ const HANDLERS = {
     const cameras = message.cameras ?? [];
     app.cameras = cameras.length;
     view.setCameras(cameras);
+    showDropped(message.dropped ?? []);
     updateStats();
   },
   points(message, size) {
@@ -454,6 +456,7 @@ function completeJob(totalPoints, downloads) {
     showMessage(`The server reported ${totalPoints} points but ${received} arrived.`, "warning");
   }
   showDownloads(downloads);
+  choosePointSize();
   if (app.jobId) history.replaceState(null, "", `#job=${app.jobId}`);
 }
 
@@ -482,6 +485,22 @@ function newScan() {
   photos.clear();
   resetResult();
   setPhase(app.online ? "idle" : "connecting");
+}
+
+/** Mark the photos the engine could not place, and say why. */
+function showDropped(dropped) {
+  if (dropped.length === 0) return;
+  for (const { name, reason } of dropped) {
+    const photo = photos.photos.find((p) => p.name === name);
+    if (photo) photos.setStatus(photo, "dropped", 1, reason);
+  }
+  const reasons = [...new Set(dropped.map((d) => d.reason))];
+  const total = app.cameras + dropped.length;
+  showMessage(
+    `${dropped.length} of ${total} photos could not be placed in the scene: ${reasons.join("; ")}. ` +
+      "Photos that overlap more with their neighbours help.",
+    "warning",
+  );
 }
 
 function showDownloads(downloads) {
@@ -581,10 +600,22 @@ function updateConfidenceSlider() {
   }
 }
 
-ui.pointSize.addEventListener("input", () => {
-  const pixels = Number(ui.pointSize.value);
+function setPointSize(pixels) {
+  ui.pointSize.value = pixels;
   ui.pointSizeValue.textContent = `${pixels} px`;
   view.setPointSize(pixels);
+}
+
+/** Until a person picks a size: bigger points for sparse clouds, so that they read as shapes. */
+function choosePointSize() {
+  if (app.pointSizeChosen || view.cloud.pointsTotal === 0) return;
+  const perPoint = ui.viewport.clientHeight / Math.sqrt(view.cloud.pointsTotal);
+  setPointSize(Math.min(6, Math.max(1.5, Math.round(2 * perPoint) / 2)));
+}
+
+ui.pointSize.addEventListener("input", () => {
+  app.pointSizeChosen = true;
+  setPointSize(Number(ui.pointSize.value));
 });
 ui.confidence.addEventListener("input", () => {
   updateConfidenceSlider();

@@ -10,6 +10,7 @@ const STATUS_TEXT = {
   sent: "waiting for the server…",
   saved: "uploaded",
   refused: "refused",
+  dropped: "not placed",
 };
 
 export class PhotoList {

@@ -210,16 +210,22 @@ export class SceneView {
     this.content.quaternion.premultiply(tilt);
   }
 
-  /** Frustum depth: a quarter of the typical distance between neighbouring cameras. */
+  /** How deep to draw the frustums, in world units. */
   _frustumDepth() {
     const centres = cameraCentres(this.cameras).map((c) => new THREE.Vector3(...c));
-    const nearest = centres
-      .map((c, i) => Math.min(...centres.filter((_, j) => j !== i).map((d) => c.distanceTo(d))))
-      .filter((distance) => distance > 0 && Number.isFinite(distance))
-      .sort((a, b) => a - b);
-    if (nearest.length > 0) return 0.25 * nearest[Math.floor(nearest.length / 2)];
+    const median = (values) => {
+      const sorted = values.filter((v) => v > 0 && Number.isFinite(v)).sort((a, b) => a - b);
+      return sorted.length > 0 ? sorted[Math.floor(sorted.length / 2)] : null;
+    };
+    // A quarter of the spacing of neighbouring cameras, so that frustums do not overlap ...
+    const spacing = median(
+      centres.map((c, i) => Math.min(...centres.filter((_, j) => j !== i).map((d) => c.distanceTo(d)))),
+    );
+    // ... and a tenth of the distance to the cloud, so that they do not hide it.
     const box = this.cloud.robustBox();
-    return box ? 0.05 * box.getSize(new THREE.Vector3()).length() : 0.1;
+    const reach = box ? median(centres.map((c) => c.distanceTo(box.getCenter(new THREE.Vector3())))) : null;
+    const depths = [spacing && 0.25 * spacing, reach && 0.1 * reach].filter((d) => d);
+    return depths.length > 0 ? Math.min(...depths) : 0.1;
   }
 
   /** Box (view coordinates) around the bulk of the points, or the cameras when no points yet. */
