@@ -129,6 +129,14 @@ def test_photos_become_a_point_cloud_on_screen(page, live_server, tmp_path):
     if os.environ.get("AETHERSCAN_SCREENSHOT"):  # e.g. docs/screenshot.png for the README
         shutil.copy(shot, os.environ["AETHERSCAN_SCREENSHOT"])
 
+    # The address now names the job: reloading shows it again, read over REST.
+    assert page.url.endswith(f"#job={job['job_id']}")
+    page.reload()
+    page.wait_for_function(f"() => {HOOK} && {HOOK}.state === 'done'")
+    assert hook(page, "pointsDrawn") == total
+    assert hook(page, "camerasShown") == len(job["views"])
+    assert page.locator("#download-list a").count() == len(job["downloads"])
+
 
 def test_says_when_photos_are_too_few_or_not_images(page, live_server, tmp_path):
     open_viewer(page, live_server)

@@ -3,9 +3,13 @@
 // is happening and what went wrong.
 
 import { Connection } from "./connection.js";
-import { decodeFrames, frameFromJsonPoints } from "./frames.js";
+import { ViewControls } from "./controls.js";
+import { showDownloads } from "./downloads.js";
+import { frameFromJsonPoints } from "./frames.js";
+import { loadFinishedJob } from "./jobs.js";
+import { Notices } from "./notices.js";
+import { listenForFiles, PhotoList, Upload } from "./photos.js";
 import { decodePointFrame, FEATURES } from "./protocol.js";
-import { PhotoList, Upload } from "./photos.js";
 import { SceneView } from "./scene.js";
 
 const MIN_PHOTOS = 2;
@@ -25,15 +29,6 @@ const STAGE_NAMES = {
   densify: "Densifying",
   points: "Gathering points",
   done: "Done",
-};
-
-const DOWNLOAD_NAMES = {
-  ply: "Point cloud (.ply)",
-  glb: "3D model (.glb)",
-  colmap: "COLMAP model",
-  transforms: "transforms.json (NeRF / Gaussian splatting)",
-  cameras: "Cameras (.json)",
-  zip: "Everything (.zip)",
 };
 
 const $ = (id) => document.getElementById(id);
@@ -79,12 +74,10 @@ const app = {
   bytesReceived: 0,
   totalPoints: null,
   cameras: 0,
-  messages: [],
   frameLog: [], // {count, receivedMs, shownMs}: epoch milliseconds, for the benchmark
   framesInRenders: 0, // frameLog entries already handed to a render
   acceptJobData: false,
   offlineNote: "", // what the stage line says while there is no connection
-  pointSizeChosen: false, // the person moved the point size slider
   serverUploadOpen: false, // the server holds photos of this connection not yet reconstructed
   cancelReplies: 0, // "cancelled" answers still to come for cancels sent to clear an upload
 };
@@ -100,6 +93,23 @@ const connection = new Connection(
 const photos = new PhotoList(ui.thumbnails, () => updateControls());
 const view = new SceneView(ui.viewport);
 view.waitForGpu = pageOptions.has("timing"); // benchmarks/bench_viewer.py
+const notices = new Notices({
+  list: ui.messages,
+  stageText: ui.stageText,
+  stageBar: ui.stageBar,
+});
+const controls = new ViewControls(
+  {
+    pointSize: ui.pointSize,
+    pointSizeValue: ui.pointSizeValue,
+    confidence: ui.confidence,
+    confidenceValue: ui.confidenceValue,
+    showCameras: ui.showCameras,
+    resetView: ui.resetView,
+  },
+  view,
+  () => updateStats(),
+);
 let upload = null;
 
 window.aetherscan = {
@@ -121,6 +131,7 @@ window.aetherscan = {
   get camerasShown() {
     return view.cameras.length;
   },
+  messages: notices.log,
   app,
   view,
 };
@@ -129,33 +140,14 @@ function nowMs() {
   return performance.timeOrigin + performance.now();
 }
 
-// ---------------------------------------------------------------- messages for people
+const showMessage = (text, level) => notices.say(text, level);
+const clearMessages = () => notices.clear();
+const setStage = (text, fraction) => notices.stage(text, fraction);
 
-function showMessage(text, level = "error") {
-  app.messages.push({ level, text });
-  const item = document.createElement("div");
-  item.className = `message ${level}`;
-  const body = document.createElement("span");
-  body.textContent = text;
-  const close = document.createElement("button");
-  close.type = "button";
-  close.className = "close";
-  close.textContent = "×";
-  close.setAttribute("aria-label", "Dismiss");
-  close.addEventListener("click", () => item.remove());
-  item.append(body, close);
-  ui.messages.appendChild(item);
-  if (level === "info") setTimeout(() => item.remove(), 8000);
-}
+// ---------------------------------------------------------------- the page's state
 
-function clearMessages() {
-  ui.messages.replaceChildren();
-}
-
-function setStage(text, fraction = null) {
-  ui.stageText.textContent = text;
-  ui.stageBar.parentElement.classList.toggle("indeterminate", fraction === null);
-  ui.stageBar.style.width = fraction === null ? "100%" : `${Math.round(100 * fraction)}%`;
+function isBusy() {
+  return ["uploading", "queued", "running"].includes(app.phase);
 }
 
 function setPhase(phase) {
@@ -165,7 +157,7 @@ function setPhase(phase) {
 }
 
 function updateControls() {
-  const busy = ["uploading", "queued", "running"].includes(app.phase);
+  const busy = isBusy();
   photos.setLocked(busy);
   ui.fileInput.disabled = busy;
   ui.dropzone.classList.toggle("disabled", busy);
@@ -233,7 +225,7 @@ connection.addEventListener("closed", (event) => {
   app.serverUploadOpen = false; // the server drops a connection's photos and job with it
   app.cancelReplies = 0;
   if (wasOnline) {
-    if (["uploading", "queued", "running"].includes(app.phase)) {
+    if (isBusy()) {
       failJob(
         "The connection to the server was lost, which stops the reconstruction. " +
           "Press Start to try again once the page has reconnected.",
@@ -290,7 +282,7 @@ const HANDLERS = {
       app.cancelReplies -= 1; // the answer to a cancel of ours
       return;
     }
-    if (["uploading", "queued", "running"].includes(app.phase)) {
+    if (isBusy()) {
       app.acceptJobData = false;
       setPhase("failed");
       setStage(`Cancelled: ${message.message}.`, 0);
@@ -354,7 +346,7 @@ function addFrame(frame) {
   app.bytesReceived += frame.byteLength;
   app.frameLog.push({ count: frame.count, receivedMs: nowMs(), shownMs: null });
   view.addFrame(frame);
-  updateConfidenceSlider();
+  controls.refresh();
   updateStats();
 }
 
@@ -455,8 +447,9 @@ function completeJob(totalPoints, downloads) {
   if (totalPoints !== undefined && totalPoints !== received) {
     showMessage(`The server reported ${totalPoints} points but ${received} arrived.`, "warning");
   }
-  showDownloads(downloads);
-  choosePointSize();
+  app.downloads = downloads;
+  showDownloads(ui.downloads, ui.downloadList, downloads);
+  controls.choosePointSize(ui.viewport.clientHeight);
   if (app.jobId) history.replaceState(null, "", `#job=${app.jobId}`);
 }
 
@@ -473,9 +466,8 @@ function resetResult() {
   app.cameras = 0;
   app.frameLog = [];
   app.framesInRenders = 0;
-  showDownloads({});
-  ui.confidence.value = 0;
-  updateConfidenceSlider();
+  showDownloads(ui.downloads, ui.downloadList, {});
+  controls.reset();
   updateStats();
   if (location.hash) history.replaceState(null, "", location.pathname);
 }
@@ -503,166 +495,54 @@ function showDropped(dropped) {
   );
 }
 
-function showDownloads(downloads) {
-  app.downloads = downloads;
-  const entries = Object.entries(downloads);
-  ui.downloadList.replaceChildren(
-    ...entries.map(([format, url]) => {
-      const item = document.createElement("li");
-      const link = document.createElement("a");
-      link.href = url;
-      link.download = "";
-      link.textContent = DOWNLOAD_NAMES[format] ?? format;
-      link.dataset.format = format;
-      item.appendChild(link);
-      return item;
-    }),
-  );
-  ui.downloads.hidden = entries.length === 0;
-  if (entries.length === 0) ui.downloads.open = false;
-}
-
-// A job made earlier (page reloaded, or the connection dropped mid-job) is read back over REST.
+/** Show a job made earlier again (the page was reloaded at /#job=<id>), read over REST. */
 async function resumeJob(jobId) {
-  let job;
-  for (;;) {
-    const response = await fetch(`/api/jobs/${encodeURIComponent(jobId)}`);
-    if (!response.ok) {
-      if (response.status === 404) showMessage("That reconstruction is no longer on the server.");
-      else showMessage(`The server could not return the job (HTTP ${response.status}).`);
-      return;
-    }
-    job = await response.json();
-    if (!["uploading", "queued", "running"].includes(job.state)) break;
-    setStage(`${STAGE_NAMES[job.stage] ?? job.stage ?? "Working"}…`, job.fraction ?? null);
-    await new Promise((resolve) => setTimeout(resolve, 1000));
-  }
-  if (job.state !== "done") {
-    failJob(job.error || `The job ended as ${job.state}.`);
-    return;
-  }
-  const response = await fetch(`/api/jobs/${encodeURIComponent(jobId)}/points?format=binary`);
-  if (!response.ok) {
-    showMessage(`The points of the job could not be loaded (HTTP ${response.status}).`);
-    return;
-  }
+  const { job, frames, cameras } = await loadFinishedJob(jobId, (running) => {
+    setStage(`${STAGE_NAMES[running.stage] ?? running.stage ?? "Working"}…`, running.fraction);
+  });
   clearMessages();
   resetResult();
+  app.acceptJobData = true;
   app.jobId = jobId;
-  const buffer = await response.arrayBuffer();
-  for (const frame of decodeFrames(buffer)) {
+  for (const frame of frames) {
     app.binaryFrames += 1;
     addFrame(frame);
   }
-  const camerasUrl = job.downloads?.cameras;
-  if (camerasUrl) {
-    const cameras = await fetch(camerasUrl).then((r) => (r.ok ? r.json() : null));
-    if (cameras && Array.isArray(cameras.cameras)) {
-      app.cameras = cameras.cameras.length;
-      view.setCameras(cameras.cameras);
-    }
-  }
+  app.cameras = cameras.length;
+  view.setCameras(cameras);
   completeJob(job.num_points, job.downloads ?? {});
 }
 
 function resumeJobWhenOnline(jobId) {
   const onOpen = () => {
     connection.removeEventListener("open", onOpen);
-    resumeJob(jobId).catch((error) => showMessage(`Could not load the job: ${error.message}`));
+    resumeJob(jobId).catch((error) => showMessage(`Could not show the job: ${error.message}.`));
   };
   connection.addEventListener("open", onOpen);
 }
 
-// ---------------------------------------------------------------- view controls
+// ---------------------------------------------------------------- buttons, picking and dropping
 
-function confidenceThreshold() {
-  const position = Number(ui.confidence.value) / Number(ui.confidence.max);
-  const range = view.cloud.confidenceRange();
-  if (position <= 0 || !range) return -Infinity;
-  const [low, high] = range;
-  // Confidence is heavy-tailed: a log scale spreads the slider over where points are.
-  if (low > 0) return low * (high / low) ** position;
-  return low + (high - low) * position;
-}
-
-function updateConfidenceSlider() {
-  const range = view.cloud.confidenceRange();
-  ui.confidence.disabled = !range;
-  const threshold = confidenceThreshold();
-  if (threshold !== view.cloud.threshold) view.setThreshold(threshold);
-  const total = view.cloud.pointsTotal;
-  const share = total > 0 ? Math.round((100 * view.cloud.pointsDrawn) / total) : 100;
-  ui.confidenceValue.textContent =
-    threshold === -Infinity ? "all points" : `≥ ${threshold.toPrecision(3)} (${share}% shown)`;
-  if (!range) {
-    ui.confidenceValue.textContent =
-      view.cloud.pointsTotal > 0 ? "not sent by the server" : "once points arrive";
-  }
-}
-
-function setPointSize(pixels) {
-  ui.pointSize.value = pixels;
-  ui.pointSizeValue.textContent = `${pixels} px`;
-  view.setPointSize(pixels);
-}
-
-/** Until a person picks a size: bigger points for sparse clouds, so that they read as shapes. */
-function choosePointSize() {
-  if (app.pointSizeChosen || view.cloud.pointsTotal === 0) return;
-  const perPoint = ui.viewport.clientHeight / Math.sqrt(view.cloud.pointsTotal);
-  setPointSize(Math.min(6, Math.max(1.5, Math.round(2 * perPoint) / 2)));
-}
-
-ui.pointSize.addEventListener("input", () => {
-  app.pointSizeChosen = true;
-  setPointSize(Number(ui.pointSize.value));
-});
-ui.confidence.addEventListener("input", () => {
-  updateConfidenceSlider();
-  updateStats();
-});
-ui.showCameras.addEventListener("change", () => view.setCamerasVisible(ui.showCameras.checked));
-ui.resetView.addEventListener("click", () => view.resetView());
 ui.start.addEventListener("click", () => start());
 ui.cancel.addEventListener("click", () => cancel());
 ui.newScan.addEventListener("click", () => newScan());
 
-// ---------------------------------------------------------------- picking and dropping photos
-
-ui.fileInput.addEventListener("change", () => {
-  photos.add([...ui.fileInput.files]);
-  ui.fileInput.value = ""; // picking the same files again adds them again
-  if (app.phase === "failed") setPhase("idle");
-});
-
-// Dropped files anywhere on the page are photos; never let the browser navigate to them.
-window.addEventListener("dragover", (event) => {
-  event.preventDefault();
-  const busy = ["uploading", "queued", "running"].includes(app.phase);
-  event.dataTransfer.dropEffect = busy ? "none" : "copy";
-  ui.dropzone.classList.toggle("dragging", !busy);
-});
-window.addEventListener("dragleave", (event) => {
-  if (event.relatedTarget === null) ui.dropzone.classList.remove("dragging");
-});
-window.addEventListener("drop", (event) => {
-  event.preventDefault();
-  ui.dropzone.classList.remove("dragging");
-  const files = [...(event.dataTransfer?.files ?? [])];
-  if (files.length === 0) return;
-  if (["uploading", "queued", "running"].includes(app.phase)) {
+function addPhotos(files) {
+  if (isBusy()) {
     showMessage("Photos cannot be added while a reconstruction runs.", "warning");
     return;
   }
   if (app.phase === "done") newScan();
   photos.add(files);
   if (app.phase === "failed") setPhase("idle");
-});
+}
+
+listenForFiles(ui.fileInput, ui.dropzone, addPhotos, isBusy);
 
 // ---------------------------------------------------------------- start
 
-showDownloads({});
-updateConfidenceSlider();
+showDownloads(ui.downloads, ui.downloadList, {});
+controls.reset();
 updateStats();
 setPhase("connecting");
 connection.connect();

@@ -230,3 +230,29 @@ export class Upload {
     }
   }
 }
+
+/**
+ * Files picked with `input` or dropped anywhere on the page go to onFiles(files). Dropped files
+ * never make the browser navigate away; while isBusy() the drop zone refuses them.
+ */
+export function listenForFiles(input, dropzone, onFiles, isBusy) {
+  input.addEventListener("change", () => {
+    const files = [...input.files];
+    input.value = ""; // picking the same files again adds them again
+    if (files.length > 0) onFiles(files);
+  });
+  window.addEventListener("dragover", (event) => {
+    event.preventDefault();
+    event.dataTransfer.dropEffect = isBusy() ? "none" : "copy";
+    dropzone.classList.toggle("dragging", !isBusy());
+  });
+  window.addEventListener("dragleave", (event) => {
+    if (event.relatedTarget === null) dropzone.classList.remove("dragging");
+  });
+  window.addEventListener("drop", (event) => {
+    event.preventDefault();
+    dropzone.classList.remove("dragging");
+    const files = [...(event.dataTransfer?.files ?? [])];
+    if (files.length > 0) onFiles(files);
+  });
+}
