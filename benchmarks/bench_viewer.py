@@ -112,8 +112,8 @@ class PrecomputedEngine:
 
 def start_server(engine: PrecomputedEngine, data_dir: Path):
     import uvicorn
-    from aetherscan.server.app import create_app, server_config
 
+    from aetherscan.server.app import create_app, server_config
     from aetherscan.settings import Settings
 
     with socket.socket() as probe:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from browser_kit import LiveServer, _require_server_app, _require_three, free_port
 from PIL import Image
 
 pytestmark = pytest.mark.browser
@@ -175,8 +176,6 @@ def server_answer(live_server, path: Path) -> dict:
 
 
 def test_reports_a_lost_connection_and_reconnects(page, tmp_path):
-    from conftest import LiveServer, _require_server_app, _require_three
-
     _require_server_app()
     _require_three()
     server = LiveServer(tmp_path / "data").start()
@@ -199,8 +198,6 @@ def test_reports_a_lost_connection_and_reconnects(page, tmp_path):
 
 
 def test_says_when_the_server_cannot_be_reached(page, live_server):
-    from conftest import free_port
-
     # The page loads, but its WebSocket goes to a port where nothing listens.
     nowhere = f"ws://127.0.0.1:{free_port()}/ws"
     page.add_init_script(
