@@ -1,13 +1,14 @@
 """Reduced-precision CPU inference for CPUs without fast bf16/fp16 (AVX2 without AVX512-BF16).
 
 On such CPUs bf16 and fp16 matmuls are emulated and run several times slower than fp32, so the
-reduced-precision mode that pays off is dynamic int8: weights of the transformer Linear layers
-are quantised once per output channel, activations per tensor at run time (FBGEMM kernels), and
-the DPT heads stay fp32. The linears are about two thirds of the model's arithmetic.
+reduced-precision mode that pays off is dynamic int8: weights are quantised once per output
+channel, activations per tensor at run time (FBGEMM kernels). The transformer Linear layers
+(about two thirds of the arithmetic) are always converted; the 3x3 convolutions of the DPT heads
+only with ``heads=True``, which saves more time and costs more accuracy. Attention stays fp32.
 
-Uses PyTorch's eager dynamic quantisation (``torch.ao.quantization.quantize_dynamic``), which
-PyTorch marks deprecated in favour of the separate ``torchao`` package; it still works on the
-pinned torch and is kept behind this one function so that swapping it is local.
+Uses PyTorch's eager dynamic quantisation (``torch.ao``), which PyTorch marks deprecated in
+favour of the separate ``torchao`` package; it works on the pinned torch and is kept behind this
+one function so that swapping it is local.
 """
 
 from __future__ import annotations
@@ -25,10 +26,11 @@ def int8_supported() -> bool:
     return any(e in torch.backends.quantized.supported_engines for e in ("x86", "fbgemm"))
 
 
-def quantize_linears_int8(model: Fast3R) -> Fast3R:
-    """Swap every ``nn.Linear`` of ``model`` (fp32, CPU) for a dynamic int8 Linear, in place.
+def quantize_int8(model: Fast3R, *, heads: bool = False) -> Fast3R:
+    """Convert ``model`` (fp32, CPU) to dynamic int8 in place, for inference only.
 
-    For inference only (no gradients); the result is returned for chaining.
+    Every ``nn.Linear`` becomes a dynamic int8 Linear; with ``heads`` the 3x3 convolutions of
+    the DPT heads become dynamic int8 convolutions too. Returns the model for chaining.
     """
     param = model.encoder.patch_embed.proj.weight
     if param.device.type != "cpu" or param.dtype != torch.float32:
@@ -39,10 +41,19 @@ def quantize_linears_int8(model: Fast3R) -> Fast3R:
         raise RuntimeError(
             "this PyTorch build has no x86/FBGEMM quantised engine; use fp32 on this machine"
         )
+    from torch.ao.nn.quantized import dynamic as qdynamic
+    from torch.ao.quantization import default_dynamic_qconfig, quantize_dynamic
+
     with warnings.catch_warnings():
         # The eager API and quantised tensors are deprecated upstream (see module docstring).
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.simplefilter("ignore", UserWarning)
-        return torch.ao.quantization.quantize_dynamic(
-            model.eval(), {nn.Linear}, dtype=torch.qint8, inplace=True
-        )
+        quantize_dynamic(model.eval(), {nn.Linear}, dtype=torch.qint8, inplace=True)
+        if heads:
+            for head in model._heads().values():
+                for parent in list(head.modules()):
+                    for name, child in list(parent.named_children()):
+                        if type(child) is nn.Conv2d and child.kernel_size == (3, 3):
+                            child.qconfig = default_dynamic_qconfig
+                            setattr(parent, name, qdynamic.Conv2d.from_float(child))
+    return model
