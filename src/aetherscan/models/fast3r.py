@@ -312,9 +312,9 @@ class Fast3R(nn.Module):
         self.downstream_head = DPTHead(**head_args)
         self.downstream_head_local = DPTHead(**head_args) if config.head.with_local_head else None
         self.encoder_chunk_images = 16
-        self.fused_attention = (
-            enc.attn_implementation != "pytorch_naive" or dec.attn_implementation != "pytorch_naive"
-        )
+        # attn_implementation picked the original's GPU kernel; all of them compute the same
+        # attention, so SDPA (which picks its own kernel) is used whatever the config says.
+        self.fused_attention = True
 
     # -- knobs
 
@@ -406,13 +406,22 @@ class Fast3R(nn.Module):
         if image_ids is None:
             random = self.config.decoder.random_image_idx_embedding
             return draw_image_ids(num_views, random=random, generator=generator)
-        bad_values = image_ids.numel() > 0 and (
-            int(image_ids.min()) < 0 or int(image_ids.max()) >= IMAGE_IDX_TABLE_ROWS
+        ok = (
+            isinstance(image_ids, Tensor)
+            and image_ids.shape == (num_views,)
+            and not image_ids.is_floating_point()
+            and int(image_ids.min()) >= 0
+            and int(image_ids.max()) < IMAGE_IDX_TABLE_ROWS
         )
-        if image_ids.shape != (num_views,) or image_ids.is_floating_point() or bad_values:
+        if not ok:
+            got = (
+                f"{image_ids.dtype} {tuple(image_ids.shape)}"
+                if isinstance(image_ids, Tensor)
+                else type(image_ids).__name__
+            )
             raise ValueError(
                 f"expected image_ids as an integer tensor ({num_views},) with values in "
-                f"0..{IMAGE_IDX_TABLE_ROWS - 1}, got {image_ids.dtype} {tuple(image_ids.shape)}"
+                f"0..{IMAGE_IDX_TABLE_ROWS - 1}, got {got}"
             )
         return image_ids.long()
 
