@@ -28,6 +28,7 @@ from aetherscan.server import routes, ws
 from aetherscan.server.jobs import JobManager
 from aetherscan.server.service import Service
 from aetherscan.server.storage import Storage
+from aetherscan.server.timeouts import StalledBodyTimeout, guard_http_protocol
 from aetherscan.server.uploads import MB
 from aetherscan.settings import Settings
 
@@ -67,6 +68,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     app.add_middleware(
         UploadSizeLimit, max_bytes=int(settings.max_job_mb * MB + MULTIPART_OVERHEAD_BYTES)
     )
+    app.add_middleware(StalledBodyTimeout, timeout_s=settings.idle_timeout_s)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -94,11 +96,13 @@ def build_engine(settings: Settings) -> Engine:
 def server_config(app: FastAPI, settings: Settings, **options: object) -> uvicorn.Config:
     """uvicorn's configuration for the app. Messages up to max_message_mb reach the session,
     which refuses them with an error; the WebSocket library closes the connection (code 1009)
-    only for messages over twice that, which it will not buffer."""
+    only for messages over twice that, which it will not buffer. A request head that does not
+    arrive within idle_timeout_s is answered 408 (aetherscan.server.timeouts)."""
     options = {
         "host": settings.host,
         "port": settings.port,
         "ws_max_size": int(2 * settings.max_message_mb * MB),
+        "http": guard_http_protocol(settings.idle_timeout_s),
         "log_level": "info",
         **options,
     }
