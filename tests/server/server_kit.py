@@ -10,8 +10,10 @@ from __future__ import annotations
 import base64
 import io
 import json
+import struct
 import threading
 import time
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -99,6 +101,58 @@ def photo_bytes(color=(200, 30, 30), size=(64, 48), fmt="JPEG", mode="RGB") -> b
     buffer = io.BytesIO()
     image.save(buffer, fmt, **({"quality": 95} if fmt == "JPEG" else {}))
     return buffer.getvalue()
+
+
+def png(width: int, height: int, depth: int = 8, color_type: int = 2, raw: bytes = b"") -> bytes:
+    """A PNG written by hand, so that its header can claim any size."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        crc = zlib.crc32(kind + body) & 0xFFFFFFFF
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", crc)
+
+    header = struct.pack(">IIBBBBB", width, height, depth, color_type, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(raw))
+        + chunk(b"IEND", b"")
+    )
+
+
+def noise_png(side: int) -> bytes:
+    pixels = np.random.default_rng(0).integers(0, 256, (side, side, 3), np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def _mode(mode: str, fmt: str = "PNG") -> bytes:
+    base = Image.new("RGB", (40, 30), (120, 60, 200))
+    if mode == "I;16":
+        converted = Image.fromarray(np.full((30, 40), 40000, np.uint16))
+    elif mode == "P":
+        converted = base.convert("P", palette=Image.Palette.ADAPTIVE)
+    else:
+        converted = base.convert(mode)
+    buffer = io.BytesIO()
+    converted.save(buffer, fmt)
+    return buffer.getvalue()
+
+
+def odd_but_valid_photos() -> dict[str, bytes]:
+    """Photos in pixel modes and formats that must work: grayscale, CMYK, 16-bit, palette,
+    alpha, and the formats besides JPEG and PNG."""
+    return {
+        "grayscale.png": _mode("L"),
+        "cmyk.jpg": _mode("CMYK", "JPEG"),
+        "sixteen.png": _mode("I;16"),
+        "palette.png": _mode("P"),
+        "alpha.png": _mode("RGBA"),
+        "la.png": _mode("LA"),
+        "photo.webp": _mode("RGB", "WEBP"),
+        "photo.bmp": _mode("RGB", "BMP"),
+        "photo.tif": _mode("RGB", "TIFF"),
+    }
 
 
 def data_url(data: bytes, mime: str = "image/jpeg") -> str:

@@ -15,10 +15,12 @@ from pathlib import Path
 
 import uvicorn
 from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from aetherscan import __version__
@@ -37,6 +39,11 @@ log = logging.getLogger(__name__)
 # src/aetherscan/server/app.py -> the repository's web/ folder (a source checkout).
 DEFAULT_WEB_DIR = Path(__file__).resolve().parents[3] / "web"
 MULTIPART_OVERHEAD_BYTES = 1 * MB  # part headers and boundaries around the photos
+UPLOAD_FORM = 'send the photos as multipart/form-data, each in a part named "files"'
+BAD_MULTIPART = (
+    "the upload is not valid multipart/form-data: a part is damaged, or a part's header "
+    "(its file name, for example) is longer than 4 kB"
+)
 
 
 def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
@@ -65,6 +72,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     app.include_router(routes.router)
     app.include_router(ws.router)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_middleware(
         UploadSizeLimit, max_bytes=int(settings.max_job_mb * MB + MULTIPART_OVERHEAD_BYTES)
     )
@@ -141,7 +149,17 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
             str(part) for part in error["loc"] if part not in ("body", "query", "path")
         )
         problems.append(f"{where}: {error['msg']}" if where else error["msg"])
+    if any(tuple(error["loc"][:2]) == ("body", "files") for error in exc.errors()):
+        problems.append(UPLOAD_FORM)
     return JSONResponse({"detail": "; ".join(problems)}, status_code=422)
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    """FastAPI's own answer, with a sentence for the multipart parser's terse one."""
+    assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 400 and exc.detail == "Invalid multipart data.":
+        exc = StarletteHTTPException(400, BAD_MULTIPART)
+    return await http_exception_handler(request, exc)  # type: ignore[return-value]
 
 
 class UploadSizeLimit:
