@@ -10,6 +10,8 @@ from __future__ import annotations
 import base64
 import io
 import json
+import os
+import socket
 import struct
 import threading
 import time
@@ -187,6 +189,10 @@ class RunningServer:
         self._server.should_exit = True
         self._thread.join(20)
 
+    def app_tasks(self) -> int:
+        """The requests and WebSocket sessions the app is still running."""
+        return len(self._server.server_state.tasks)
+
     def connect(self) -> Client:
         return Client(f"ws://127.0.0.1:{self.port}/ws")
 
@@ -245,3 +251,46 @@ class Client:
 def make_settings(data_dir: Path, **overrides) -> Settings:
     overrides.setdefault("web_dir", data_dir / "no-web")
     return Settings(data_dir=data_dir, **overrides)
+
+
+class RawWebSocket:
+    """A WebSocket client on a bare socket, for what well-behaved clients never do: stop in the
+    middle of a frame, never read, vanish without a close frame."""
+
+    def __init__(self, port: int, receive_buffer: int | None = None) -> None:
+        self.socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        if receive_buffer is not None:  # before connecting, so that the window stays small
+            self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+        self.socket.settimeout(10)
+        self.socket.connect(("127.0.0.1", port))
+        key = base64.b64encode(os.urandom(16))
+        self.socket.sendall(
+            b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+            b"Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+            b"Sec-WebSocket-Key: " + key + b"\r\n\r\n"
+        )
+        reply = b""
+        while b"\r\n\r\n" not in reply:
+            reply += self.socket.recv(1)
+        assert reply.startswith(b"HTTP/1.1 101"), reply
+
+    @staticmethod
+    def frame(payload: bytes, opcode: int = 0x1) -> bytes:
+        """One final, masked frame (clients must mask)."""
+        length = len(payload)
+        if length < 126:
+            header = struct.pack("!BB", 0x80 | opcode, 0x80 | length)
+        elif length < 1 << 16:
+            header = struct.pack("!BBH", 0x80 | opcode, 0x80 | 126, length)
+        else:
+            header = struct.pack("!BBQ", 0x80 | opcode, 0x80 | 127, length)
+        mask = os.urandom(4)
+        masked = np.frombuffer(payload, np.uint8) ^ np.resize(np.frombuffer(mask, np.uint8), length)
+        return header + mask + masked.tobytes()
+
+    def send(self, message: dict | str) -> None:
+        text = message if isinstance(message, str) else json.dumps(message)
+        self.socket.sendall(self.frame(text.encode()))
+
+    def close(self) -> None:
+        self.socket.close()
