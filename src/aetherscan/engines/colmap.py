@@ -1,0 +1,273 @@
+"""The COLMAP engine: a classical reconstruction on any CPU, no model weights needed.
+
+pycolmap does the sparse part (SIFT, matching, incremental SfM) in a child process
+(``aetherscan.engines.colmap_sfm``), because some of its failures abort the process instead of
+raising: a crash there costs this one job and becomes an ``EngineError``. The dense part runs
+here, through ``aetherscan.engines.densify`` (OpenCV stereo on the CPU).
+
+Output conventions (see ``aetherscan.reconstruction``): ``K`` at the original photo resolution,
+``cam_from_world`` in OpenCV axes, in COLMAP's world frame and arbitrary scale. COLMAP estimates
+one radial distortion coefficient per camera; the views carry the pinhole part, and the images
+given to dense stereo are undistorted to it first.
+
+Point confidence (always >= 2 here, so it passes the default min_confidence of 1): the number of
+photos that see the point consistently. For the dense cloud that is what densify reports (views
+whose depth maps agree, the owning view included); for the sparse cloud it is the SfM track length
+(photos whose features triangulate to the point).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+import aetherscan
+from aetherscan.engines.base import EngineError, Observer, Photo
+from aetherscan.photos import open_photo_array
+from aetherscan.reconstruction import DroppedPhoto, PointCloud, Reconstruction, View
+
+log = logging.getLogger(__name__)
+
+DENSIFY_END = 0.95  # share of the job done when dense stereo ends (the child ends at 0.65)
+SFM_END = 0.65
+LOG_TAIL_LINES = 3
+
+
+class ColmapEngine:
+    """Photos in, cameras and a coloured point cloud out, with pycolmap and CPU dense stereo.
+
+    ``max_image_px``: SfM and stereo work on copies with this long side (poses gain nothing from
+    more; time grows with the pixels). ``matching``: ``exhaustive`` matches every pair,
+    ``pruned`` each photo with its neighbours in input order and its most similar photos, and
+    ``auto`` picks exhaustive up to 30 photos (see colmap_sfm.py). ``densify=False`` keeps the
+    sparse SfM points.
+    """
+
+    name = "colmap"
+
+    def __init__(
+        self,
+        max_image_px: int = 1024,
+        *,
+        num_threads: int = -1,
+        max_megapixels: float = 100.0,
+        densify: bool = True,
+        matching: Literal["auto", "exhaustive", "pruned"] = "auto",
+        _abort_at: str | None = None,  # test hook: the child aborts at the start of this stage
+    ) -> None:
+        if max_image_px < 64:
+            raise ValueError(f"max_image_px must be at least 64, got {max_image_px}")
+        self.max_image_px = max_image_px
+        self.num_threads = num_threads
+        self.max_megapixels = max_megapixels
+        self.densify = densify
+        if matching not in ("auto", "exhaustive", "pruned"):
+            raise ValueError(f"matching must be auto, exhaustive or pruned, got {matching!r}")
+        self.matching = matching
+        self._abort_at = _abort_at
+
+    def reconstruct(
+        self, photos: Sequence[Photo], observer: Observer | None = None
+    ) -> Reconstruction:
+        observer = observer or Observer()
+        if len(photos) < 2:
+            raise EngineError(f"COLMAP needs at least 2 photos, got {len(photos)}")
+        start = time.perf_counter()
+        with tempfile.TemporaryDirectory(prefix="aetherscan-colmap-") as tmp:
+            work = Path(tmp)
+            sparse = self._run_sfm(photos, work, observer)
+            header = sparse["header"]
+            views = self._views(header, sparse)
+            timings = dict(header["timings_s"])
+            dense_start = time.perf_counter()
+            densified = self.densify and self._densify(views, header, work, sparse, observer)
+            if densified:
+                timings["densify"] = round(time.perf_counter() - dense_start, 3)
+            else:
+                self._sparse_points(views, sparse, observer)
+        timings["total"] = round(time.perf_counter() - start, 3)
+        observer.progress("done", 1.0, f"{len(views)} photos placed")
+        return Reconstruction(
+            engine=self.name,
+            views=views,
+            dropped=[DroppedPhoto(d["name"], d["reason"]) for d in header["dropped"]],
+            timings_s=timings,
+        )
+
+    # -- the child process -----------------------------------------------------------------
+    def _run_sfm(self, photos: Sequence[Photo], work: Path, observer: Observer) -> dict:
+        spec = {
+            "photos": [{"name": p.name, "path": str(Path(p.path).resolve())} for p in photos],
+            "work_dir": str(work),
+            "max_image_px": self.max_image_px,
+            "max_megapixels": self.max_megapixels,
+            "num_threads": self.num_threads,
+            "matching": self.matching,
+            "abort_at": self._abort_at,
+        }
+        spec_path = work / "spec.json"
+        spec_path.write_text(json.dumps(spec))
+        env = dict(os.environ)
+        package_root = str(Path(aetherscan.__file__).resolve().parents[1])
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
+        log_path = work / "colmap.log"
+        stage = "load"
+        outcome: dict | None = None
+        with open(log_path, "wb") as log_file:
+            child = subprocess.Popen(
+                [sys.executable, "-m", "aetherscan.engines.colmap_sfm", str(spec_path)],
+                stdout=subprocess.PIPE,
+                stderr=log_file,
+                stdin=subprocess.DEVNULL,
+                env=env,
+            )
+            try:
+                assert child.stdout is not None
+                for line in child.stdout:
+                    message = json.loads(line)
+                    if message["type"] == "progress":
+                        stage = message["stage"]
+                        observer.progress(stage, message["fraction"], message["message"])
+                    else:
+                        outcome = message
+                child.wait()
+            except BaseException:  # Cancelled, KeyboardInterrupt, a broken observer: stop it
+                child.kill()
+                child.wait()
+                raise
+        if outcome is None:
+            raise EngineError(self._crash_message(child.returncode, stage, log_path))
+        if outcome["type"] == "error":
+            raise EngineError(outcome["message"])
+        with np.load(outcome["path"]) as data:
+            result = {key: data[key] for key in data.files}
+        result["header"] = json.loads(result["header"].tobytes())
+        return result
+
+    @staticmethod
+    def _crash_message(returncode: int, stage: str, log_path: Path) -> str:
+        if returncode < 0:
+            try:
+                how = f"was killed by {signal.Signals(-returncode).name}"
+            except ValueError:
+                how = f"was killed by signal {-returncode}"
+        else:
+            how = f"exited with code {returncode}"
+        lines = log_path.read_text(errors="replace").splitlines()
+        # glog marks fatal and error lines with F/E and a date; those say what went wrong.
+        telling = [ln for ln in lines if ln[:1] in ("F", "E") and ln[1:2].isdigit()]
+        # Otherwise the last lines that are not stack frames ("    @ 0x...").
+        plain = [ln for ln in lines if ln.strip() and not ln.lstrip().startswith("@")]
+        tail = (telling or plain)[-LOG_TAIL_LINES:]
+        detail = (" Last log lines: " + " | ".join(tail)) if tail else ""
+        return (
+            f"COLMAP stopped unexpectedly during the {stage} stage (the worker process {how}); "
+            f"this job is lost, nothing else is affected.{detail}"
+        )
+
+    # -- views and points ------------------------------------------------------------------
+    @staticmethod
+    def _views(header: dict, sparse: dict) -> list[View]:
+        views = []
+        for k, meta in enumerate(header["views"]):
+            K_scaled = sparse[f"{k}/K"]
+            to_original = np.diag([meta["scale"], meta["scale"], 1.0])
+            views.append(
+                View(
+                    name=meta["name"],
+                    width=meta["width"],
+                    height=meta["height"],
+                    K=to_original @ K_scaled,
+                    cam_from_world=sparse[f"{k}/cam_from_world"],
+                    points=np.zeros((0, 3), np.float32),
+                    colors=np.zeros((0, 3), np.uint8),
+                    confidence=np.zeros((0,), np.float32),
+                )
+            )
+        return views
+
+    @staticmethod
+    def _sparse_points(views: list[View], sparse: dict, observer: Observer) -> None:
+        """The cloud when there is no dense stereo: SfM track points, owned by their nearest view."""
+        owner = sparse["points/view"]
+        confidence = sparse["points/track_length"].astype(np.float32)
+        for k, view in enumerate(views):
+            mine = owner == k
+            view.points = sparse["points/xyz"][mine]
+            view.colors = sparse["points/rgb"][mine]
+            view.confidence = confidence[mine]
+            observer.points(
+                PointCloud(
+                    view.points, view.colors, view.confidence, np.full(mine.sum(), k, np.int32)
+                )
+            )
+            observer.progress(
+                "points",
+                SFM_END + (1 - SFM_END) * (k + 1) / len(views),
+                f"sparse points of {k + 1} of {len(views)} photos",
+            )
+
+    def _densify(
+        self, views: list[View], header: dict, work: Path, sparse: dict, observer: Observer
+    ) -> bool:
+        try:
+            from aetherscan.engines.densify import densify
+        except ImportError:  # no dense stereo in this build: the result is the sparse cloud
+            log.warning("aetherscan.engines.densify is not available: keeping the sparse cloud")
+            return False
+        import cv2
+
+        images, Ks = [], []
+        for k, meta in enumerate(header["views"]):
+            image = open_photo_array(work / "images" / meta["file"])
+            K = sparse[f"{k}/K"]
+            if meta["radial_k1"] != 0.0:
+                # OpenCV puts pixel centres on integers, COLMAP at +0.5.
+                K_cv = K - np.array([[0, 0, 0.5], [0, 0, 0.5], [0, 0, 0]])
+                image = cv2.undistort(image, K_cv, np.array([meta["radial_k1"], 0, 0, 0]))
+            images.append(image)
+            Ks.append(K)
+        emitted: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+
+        def on_view(index: int, xyz: np.ndarray, rgb: np.ndarray, confidence: np.ndarray) -> None:
+            emitted[index] = (xyz, rgb, confidence)
+            observer.points(PointCloud(xyz, rgb, confidence, np.full(len(xyz), index, np.int32)))
+
+        def progress(fraction: float, message: str) -> None:
+            observer.progress("densify", SFM_END + (DENSIFY_END - SFM_END) * fraction, message)
+
+        results = densify(
+            images,
+            Ks,
+            [v.cam_from_world for v in views],
+            sparse_xyz=sparse["points/xyz"],
+            on_view=on_view,
+            progress=progress,
+        )
+        for k, (view, (xyz, rgb, confidence, depth)) in enumerate(zip(views, results, strict=True)):
+            if k not in emitted:  # every point reaches the observer exactly once
+                on_view(k, xyz, rgb, confidence)
+            view.points, view.colors, view.confidence = (np.asarray(a) for a in emitted[k])
+            if depth is not None:
+                h, w = depth.shape
+                scale = np.diag([w / images[k].shape[1], h / images[k].shape[0], 1.0])
+                view.depth = depth.astype(np.float32)
+                view.depth_K = scale @ Ks[k]
+            observer.progress(
+                "points", DENSIFY_END + (1 - DENSIFY_END) * (k + 1) / len(views), "gathering points"
+            )
+        return True
+
+
+__all__ = ["ColmapEngine"]

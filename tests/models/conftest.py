@@ -1,0 +1,24 @@
+"""Fixtures for the model tests: the tiny reference model laid out as a weights folder."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+
+@pytest.fixture(scope="session")
+def tiny_weights(fast3r_reference: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder in Hugging Face layout (config.json + model.safetensors) of the tiny model."""
+    folder = tmp_path_factory.mktemp("tiny_fast3r")
+    shutil.copy(fast3r_reference / "tiny_config.json", folder / "config.json")
+    shutil.copy(fast3r_reference / "tiny_model.safetensors", folder / "model.safetensors")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_reference(fast3r_reference: Path) -> dict[str, np.ndarray]:
+    with np.load(fast3r_reference / "tiny_reference.npz") as data:
+        return dict(data)
