@@ -29,11 +29,11 @@ def test_colmap_engine_over_the_websocket(tmp_path):
         client.upload(photos)
         client.send({"type": "upload_complete", "count": len(photos)})
         messages = client.receive_until("reconstruction_complete", timeout_s=300)
+        status = server.http.get(f"/api/jobs/{messages[-1]['job_id']}").json()
     kinds = [m["type"] for m in messages]
     assert "points" in kinds and kinds.index("points") < kinds.index("cameras")
     sent = sum(len(m["data"]) for m in messages if m["type"] == "points")
     assert messages[-1]["total_points"] == sent > 0
     cameras = messages[-2]["cameras"]
     assert len(cameras) >= 2
-    status = server.http.get(f"/api/jobs/{messages[-1]['job_id']}").json()
     assert status["state"] == "done" and status["num_points"] == sent

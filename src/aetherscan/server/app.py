@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
+import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -29,7 +31,7 @@ from aetherscan.engines.base import Engine
 from aetherscan.server import routes, ws
 from aetherscan.server.jobs import JobManager
 from aetherscan.server.service import Service
-from aetherscan.server.storage import Storage
+from aetherscan.server.storage import TEMP_FOLDER, Storage
 from aetherscan.server.timeouts import StalledBodyTimeout, guard_http_protocol
 from aetherscan.server.uploads import MB
 from aetherscan.settings import Settings
@@ -118,7 +120,18 @@ def server_config(app: FastAPI, settings: Settings, **options: object) -> uvicor
 
 
 def serve(settings: Settings) -> None:
+    _use_temp_folder(settings.data_dir / TEMP_FOLDER)
     uvicorn.Server(server_config(create_app(settings), settings)).run()
+
+
+def _use_temp_folder(folder: Path) -> None:
+    """Temporary files of this process and its children (the engine's working folders, uploads
+    spooled to disk) go to the data folder's tmp/, which Storage empties at start-up: what a
+    killed server was writing does not stay for ever. Only for ``serve``, which owns its
+    process; an app made by create_app in another program leaves TMPDIR alone."""
+    folder.mkdir(parents=True, exist_ok=True)
+    os.environ["TMPDIR"] = str(folder.resolve())
+    tempfile.tempdir = None  # tempfile reads TMPDIR again on its next use
 
 
 def _mount_web(app: FastAPI, web_dir: Path) -> None:
