@@ -164,11 +164,14 @@ def data_url(data: bytes, mime: str = "image/jpeg") -> str:
 class RunningServer:
     """The app on uvicorn in a thread, on a free port."""
 
-    def __init__(self, settings: Settings, engine) -> None:
+    def __init__(self, settings: Settings, engine, **options) -> None:
+        """``options``: more uvicorn options, over those of server_config."""
         self.settings = settings
         self.engine = engine
         config = server_config(
-            create_app(settings, engine), settings, host="127.0.0.1", port=0, log_level="warning"
+            create_app(settings, engine),
+            settings,
+            **{"host": "127.0.0.1", "port": 0, "log_level": "warning", **options},
         )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, daemon=True)

@@ -11,6 +11,10 @@ import time
 
 import pytest
 from server_kit import RunningServer, ScriptedEngine, make_settings
+from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from aetherscan.server.timeouts import guard_http_protocol
 
 TIMEOUT_S = 0.5
 
@@ -104,3 +108,14 @@ def test_a_websocket_that_talks_outlives_the_head_deadline(server):
             client.send({"type": "ping"})
             assert client.receive() == {"type": "pong"}
             time.sleep(TIMEOUT_S * 0.4)
+
+
+@pytest.mark.parametrize("parser", [H11Protocol, HttpToolsProtocol])
+def test_the_head_deadline_works_with_either_http_parser(tmp_path, parser):
+    settings = make_settings(tmp_path, idle_timeout_s=TIMEOUT_S)
+    http = guard_http_protocol(TIMEOUT_S, parser)
+    with RunningServer(settings, ScriptedEngine(), http=http) as server:
+        with raw(server) as connection:
+            connection.sendall(b"GET /api/health HTTP/1.1\r\nHost: x\r\n")
+            assert_timed_out(read_all(connection), "the request")
+        assert_still_serving(server)
