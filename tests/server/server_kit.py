@@ -10,8 +10,12 @@ from __future__ import annotations
 import base64
 import io
 import json
+import os
+import socket
+import struct
 import threading
 import time
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -101,6 +105,58 @@ def photo_bytes(color=(200, 30, 30), size=(64, 48), fmt="JPEG", mode="RGB") -> b
     return buffer.getvalue()
 
 
+def png(width: int, height: int, depth: int = 8, color_type: int = 2, raw: bytes = b"") -> bytes:
+    """A PNG written by hand, so that its header can claim any size."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        crc = zlib.crc32(kind + body) & 0xFFFFFFFF
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", crc)
+
+    header = struct.pack(">IIBBBBB", width, height, depth, color_type, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(raw))
+        + chunk(b"IEND", b"")
+    )
+
+
+def noise_png(side: int) -> bytes:
+    pixels = np.random.default_rng(0).integers(0, 256, (side, side, 3), np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def _mode(mode: str, fmt: str = "PNG") -> bytes:
+    base = Image.new("RGB", (40, 30), (120, 60, 200))
+    if mode == "I;16":
+        converted = Image.fromarray(np.full((30, 40), 40000, np.uint16))
+    elif mode == "P":
+        converted = base.convert("P", palette=Image.Palette.ADAPTIVE)
+    else:
+        converted = base.convert(mode)
+    buffer = io.BytesIO()
+    converted.save(buffer, fmt)
+    return buffer.getvalue()
+
+
+def odd_but_valid_photos() -> dict[str, bytes]:
+    """Photos in pixel modes and formats that must work: grayscale, CMYK, 16-bit, palette,
+    alpha, and the formats besides JPEG and PNG."""
+    return {
+        "grayscale.png": _mode("L"),
+        "cmyk.jpg": _mode("CMYK", "JPEG"),
+        "sixteen.png": _mode("I;16"),
+        "palette.png": _mode("P"),
+        "alpha.png": _mode("RGBA"),
+        "la.png": _mode("LA"),
+        "photo.webp": _mode("RGB", "WEBP"),
+        "photo.bmp": _mode("RGB", "BMP"),
+        "photo.tif": _mode("RGB", "TIFF"),
+    }
+
+
 def data_url(data: bytes, mime: str = "image/jpeg") -> str:
     return f"data:{mime};base64,{base64.b64encode(data).decode()}"
 
@@ -108,11 +164,14 @@ def data_url(data: bytes, mime: str = "image/jpeg") -> str:
 class RunningServer:
     """The app on uvicorn in a thread, on a free port."""
 
-    def __init__(self, settings: Settings, engine) -> None:
+    def __init__(self, settings: Settings, engine, **options) -> None:
+        """``options``: more uvicorn options, over those of server_config."""
         self.settings = settings
         self.engine = engine
         config = server_config(
-            create_app(settings, engine), settings, host="127.0.0.1", port=0, log_level="warning"
+            create_app(settings, engine),
+            settings,
+            **{"host": "127.0.0.1", "port": 0, "log_level": "warning", **options},
         )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, daemon=True)
@@ -132,6 +191,10 @@ class RunningServer:
         self.http.close()
         self._server.should_exit = True
         self._thread.join(20)
+
+    def app_tasks(self) -> int:
+        """The requests and WebSocket sessions the app is still running."""
+        return len(self._server.server_state.tasks)
 
     def connect(self) -> Client:
         return Client(f"ws://127.0.0.1:{self.port}/ws")
@@ -191,3 +254,46 @@ class Client:
 def make_settings(data_dir: Path, **overrides) -> Settings:
     overrides.setdefault("web_dir", data_dir / "no-web")
     return Settings(data_dir=data_dir, **overrides)
+
+
+class RawWebSocket:
+    """A WebSocket client on a bare socket, for what well-behaved clients never do: stop in the
+    middle of a frame, never read, vanish without a close frame."""
+
+    def __init__(self, port: int, receive_buffer: int | None = None) -> None:
+        self.socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        if receive_buffer is not None:  # before connecting, so that the window stays small
+            self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+        self.socket.settimeout(10)
+        self.socket.connect(("127.0.0.1", port))
+        key = base64.b64encode(os.urandom(16))
+        self.socket.sendall(
+            b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+            b"Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+            b"Sec-WebSocket-Key: " + key + b"\r\n\r\n"
+        )
+        reply = b""
+        while b"\r\n\r\n" not in reply:
+            reply += self.socket.recv(1)
+        assert reply.startswith(b"HTTP/1.1 101"), reply
+
+    @staticmethod
+    def frame(payload: bytes, opcode: int = 0x1) -> bytes:
+        """One final, masked frame (clients must mask)."""
+        length = len(payload)
+        if length < 126:
+            header = struct.pack("!BB", 0x80 | opcode, 0x80 | length)
+        elif length < 1 << 16:
+            header = struct.pack("!BBH", 0x80 | opcode, 0x80 | 126, length)
+        else:
+            header = struct.pack("!BBQ", 0x80 | opcode, 0x80 | 127, length)
+        mask = os.urandom(4)
+        masked = np.frombuffer(payload, np.uint8) ^ np.resize(np.frombuffer(mask, np.uint8), length)
+        return header + mask + masked.tobytes()
+
+    def send(self, message: dict | str) -> None:
+        text = message if isinstance(message, str) else json.dumps(message)
+        self.socket.sendall(self.frame(text.encode()))
+
+    def close(self) -> None:
+        self.socket.close()

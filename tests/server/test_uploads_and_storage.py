@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from aetherscan.server.storage import RESTARTED, Storage, is_job_id
+from aetherscan.server.storage import RESTARTED, SCRATCH_PREFIX, Storage, is_job_id
 from aetherscan.server.uploads import MAX_LABEL_CHARS, make_label
 
 
@@ -70,3 +70,26 @@ def test_expired_lists_jobs_finished_before_a_time(tmp_path):
     assert storage.expired(time.time() + 1) == ["finished-0000000000000"]
     assert storage.expired(time.time() - 100) == []
     storage.close()
+
+
+def test_recovery_removes_half_written_results_and_exports(tmp_path):
+    """A process killed while writing a job's results, or while making an export of a done job,
+    leaves partial files; the next start removes them and keeps the finished results."""
+    storage = Storage(tmp_path)
+    for job_id in ("running-000000000000000", "finished-00000000000000"):
+        storage.create_job(job_id, engine="e", client="c", source="ws")
+        storage.result_dir(job_id).mkdir()
+        (storage.result_dir(job_id) / "scene.ply").write_bytes(b"ply\n")
+    storage.set_state("running-000000000000000", "running")
+    storage.finish("finished-00000000000000", num_points=1, views=[], dropped=[])
+    scratch = storage.result_dir("finished-00000000000000") / f"{SCRATCH_PREFIX}abc"
+    scratch.mkdir()
+    (scratch / "scene.glb").write_bytes(b"half")
+    storage.close()
+
+    again = Storage(tmp_path)
+    assert not again.job_dir("running-000000000000000").joinpath("result").exists()
+    assert again.get("running-000000000000000").state == "failed"
+    kept = again.result_dir("finished-00000000000000")
+    assert [p.name for p in kept.iterdir()] == ["scene.ply"]
+    again.close()

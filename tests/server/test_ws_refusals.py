@@ -4,44 +4,27 @@ session (and the server) go on. Odd but valid photos must work; limits are expla
 from __future__ import annotations
 
 import io
-import struct
 import threading
-import zlib
 
-import numpy as np
 import pytest
 from PIL import Image
-from server_kit import RunningServer, ScriptedEngine, data_url, make_settings, photo_bytes
+from server_kit import (
+    RunningServer,
+    ScriptedEngine,
+    data_url,
+    make_settings,
+    noise_png,
+    odd_but_valid_photos,
+    photo_bytes,
+    png,
+)
 
 GOOD = photo_bytes()
 IMAGE = {"type": "image_data", "data": data_url(GOOD), "filename": "good.jpg"}
 
 
-def png(width: int, height: int, depth: int = 8, color_type: int = 2, raw: bytes = b"") -> bytes:
-    """A PNG written by hand, so that its header can claim any size."""
-
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        crc = zlib.crc32(kind + body) & 0xFFFFFFFF
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", crc)
-
-    header = struct.pack(">IIBBBBB", width, height, depth, color_type, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", header)
-        + chunk(b"IDAT", zlib.compress(raw))
-        + chunk(b"IEND", b"")
-    )
-
-
 def image(data: bytes, filename: str = "bad.jpg", mime: str = "image/jpeg") -> dict:
     return {"type": "image_data", "data": data_url(data, mime), "filename": filename}
-
-
-def noise_png(side: int) -> bytes:
-    pixels = np.random.default_rng(0).integers(0, 256, (side, side, 3), np.uint8)
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, "PNG")
-    return buffer.getvalue()
 
 
 # A 12000x9000 1-bit PNG of 13 kB: 108 million pixels once decoded.
@@ -150,30 +133,7 @@ def test_upload_complete_with_one_photo_or_a_wrong_count(shared_server, count, w
         assert client.receive_until("reconstruction_complete")[-1]["total_points"] > 0
 
 
-def _mode(mode: str, fmt: str = "PNG") -> bytes:
-    base = Image.new("RGB", (40, 30), (120, 60, 200))
-    if mode == "I;16":
-        converted = Image.fromarray(np.full((30, 40), 40000, np.uint16))
-    elif mode == "P":
-        converted = base.convert("P", palette=Image.Palette.ADAPTIVE)
-    else:
-        converted = base.convert(mode)
-    buffer = io.BytesIO()
-    converted.save(buffer, fmt)
-    return buffer.getvalue()
-
-
-ODD_BUT_VALID = {
-    "grayscale.png": _mode("L"),
-    "cmyk.jpg": _mode("CMYK", "JPEG"),
-    "sixteen.png": _mode("I;16"),
-    "palette.png": _mode("P"),
-    "alpha.png": _mode("RGBA"),
-    "la.png": _mode("LA"),
-    "photo.webp": _mode("RGB", "WEBP"),
-    "photo.bmp": _mode("RGB", "BMP"),
-    "photo.tif": _mode("RGB", "TIFF"),
-}
+ODD_BUT_VALID = odd_but_valid_photos()
 
 
 def test_odd_pixel_formats_are_accepted_and_reconstructed(shared_server):

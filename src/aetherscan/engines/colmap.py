@@ -121,6 +121,9 @@ class ColmapEngine:
         env = dict(os.environ)
         package_root = str(Path(aetherscan.__file__).resolve().parents[1])
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
+        # glog would also write three log files per run into the system's temp folder, left
+        # there for ever; to stderr, its lines land in colmap.log, removed with the work folder.
+        env["GLOG_logtostderr"] = "1"
         log_path = work / "colmap.log"
         stage = "load"
         outcome: dict | None = None

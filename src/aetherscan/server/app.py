@@ -9,16 +9,20 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
+import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 import uvicorn
 from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from aetherscan import __version__
@@ -27,7 +31,8 @@ from aetherscan.engines.base import Engine
 from aetherscan.server import routes, ws
 from aetherscan.server.jobs import JobManager
 from aetherscan.server.service import Service
-from aetherscan.server.storage import Storage
+from aetherscan.server.storage import TEMP_FOLDER, Storage
+from aetherscan.server.timeouts import StalledBodyTimeout, guard_http_protocol
 from aetherscan.server.uploads import MB
 from aetherscan.settings import Settings
 
@@ -36,6 +41,11 @@ log = logging.getLogger(__name__)
 # src/aetherscan/server/app.py -> the repository's web/ folder (a source checkout).
 DEFAULT_WEB_DIR = Path(__file__).resolve().parents[3] / "web"
 MULTIPART_OVERHEAD_BYTES = 1 * MB  # part headers and boundaries around the photos
+UPLOAD_FORM = 'send the photos as multipart/form-data, each in a part named "files"'
+BAD_MULTIPART = (
+    "the upload is not valid multipart/form-data: a part is damaged, or a part's header "
+    "(its file name, for example) is longer than 4 kB"
+)
 
 
 def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
@@ -64,9 +74,11 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     app.include_router(routes.router)
     app.include_router(ws.router)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_middleware(
         UploadSizeLimit, max_bytes=int(settings.max_job_mb * MB + MULTIPART_OVERHEAD_BYTES)
     )
+    app.add_middleware(StalledBodyTimeout, timeout_s=settings.idle_timeout_s)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -94,11 +106,13 @@ def build_engine(settings: Settings) -> Engine:
 def server_config(app: FastAPI, settings: Settings, **options: object) -> uvicorn.Config:
     """uvicorn's configuration for the app. Messages up to max_message_mb reach the session,
     which refuses them with an error; the WebSocket library closes the connection (code 1009)
-    only for messages over twice that, which it will not buffer."""
+    only for messages over twice that, which it will not buffer. A request head that does not
+    arrive within idle_timeout_s is answered 408 (aetherscan.server.timeouts)."""
     options = {
         "host": settings.host,
         "port": settings.port,
         "ws_max_size": int(2 * settings.max_message_mb * MB),
+        "http": guard_http_protocol(settings.idle_timeout_s),
         "log_level": "info",
         **options,
     }
@@ -106,7 +120,18 @@ def server_config(app: FastAPI, settings: Settings, **options: object) -> uvicor
 
 
 def serve(settings: Settings) -> None:
+    _use_temp_folder(settings.data_dir / TEMP_FOLDER)
     uvicorn.Server(server_config(create_app(settings), settings)).run()
+
+
+def _use_temp_folder(folder: Path) -> None:
+    """Temporary files of this process and its children (the engine's working folders, uploads
+    spooled to disk) go to the data folder's tmp/, which Storage empties at start-up: what a
+    killed server was writing does not stay for ever. Only for ``serve``, which owns its
+    process; an app made by create_app in another program leaves TMPDIR alone."""
+    folder.mkdir(parents=True, exist_ok=True)
+    os.environ["TMPDIR"] = str(folder.resolve())
+    tempfile.tempdir = None  # tempfile reads TMPDIR again on its next use
 
 
 def _mount_web(app: FastAPI, web_dir: Path) -> None:
@@ -137,7 +162,17 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
             str(part) for part in error["loc"] if part not in ("body", "query", "path")
         )
         problems.append(f"{where}: {error['msg']}" if where else error["msg"])
+    if any(tuple(error["loc"][:2]) == ("body", "files") for error in exc.errors()):
+        problems.append(UPLOAD_FORM)
     return JSONResponse({"detail": "; ".join(problems)}, status_code=422)
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    """FastAPI's own answer, with a sentence for the multipart parser's terse one."""
+    assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 400 and exc.detail == "Invalid multipart data.":
+        exc = StarletteHTTPException(400, BAD_MULTIPART)
+    return await http_exception_handler(request, exc)  # type: ignore[return-value]
 
 
 class UploadSizeLimit:

@@ -244,10 +244,15 @@ class JobManager:
         return self._queue.index(job) + (self._running is not None)
 
     def cancel(self, job: Job, reason: str) -> None:
-        """Stop the job: at once when uploading or queued, at the engine's next call otherwise."""
+        """Stop the job: at once when uploading or queued, at the engine's next call when
+        running. A finished job is left as it is: its results stay for REST, even when the
+        session that made it gives up on a client that stopped reading its stream."""
+        if job.state not in ("uploading", "queued", "running"):
+            return
         if job.state == "running":
-            job.cancel_reason = reason
-            job.cancel_requested.set()
+            if not job.cancel_requested.is_set():  # the first reason is the one to tell
+                job.cancel_reason = reason
+                job.cancel_requested.set()
             return
         if job.state == "queued":
             self._queue.remove(job)

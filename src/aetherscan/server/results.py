@@ -16,6 +16,7 @@ from pathlib import Path
 from aetherscan.engines.base import Photo
 from aetherscan.export import FORMATS, available_formats, export
 from aetherscan.reconstruction import Reconstruction, load_reconstruction, save_reconstruction
+from aetherscan.server.storage import SCRATCH_PREFIX
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +75,7 @@ def media_type(file_name: str) -> str:
 def _make_export(result_dir: Path, fmt: str, path: Path, photos: Sequence[Photo]) -> None:
     reconstruction = load_reconstruction(result_dir / RECONSTRUCTION_FILE)
     # Written in a scratch folder and moved in whole, so a half-made file is never served.
-    with tempfile.TemporaryDirectory(dir=result_dir) as scratch:
+    with tempfile.TemporaryDirectory(prefix=SCRATCH_PREFIX, dir=result_dir) as scratch:
         target = Path(scratch) / path.name
         export(reconstruction, fmt, target, photos={photo.name: photo.path for photo in photos})
         shutil.move(target, path)

@@ -5,6 +5,9 @@ Layout (every name on disk is made here; client filenames are only labels in the
     <data_dir>/index.sqlite3          jobs and photos (WAL: a SIGKILL loses no committed write)
     <data_dir>/jobs/<job_id>/photos/  0000.jpg, 0001.png, ...   inputs, while needed
     <data_dir>/jobs/<job_id>/result/  reconstruction.npz, scene.ply, cameras.json, exports
+                                      (.making-*/: an export being written, moved in whole)
+    <data_dir>/tmp/                   the temporary files of ``aetherscan serve`` (TMPDIR), such
+                                      as the engine's working folders; emptied at each start
 
 All methods are called from the event loop's thread, except where a method says otherwise;
 a lock makes the one connection safe to share anyway.
@@ -24,6 +27,8 @@ from pathlib import Path
 RESTARTED = "the server restarted while this job was running"
 RESTARTED_UPLOADING = "the server restarted while the photos of this job were being uploaded"
 FINISHED_STATES = ("done", "failed", "cancelled")
+SCRATCH_PREFIX = ".making-"  # a folder in a result folder where an export is being written
+TEMP_FOLDER = "tmp"
 _JOB_ID = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 
 _SCHEMA = """
@@ -94,6 +99,8 @@ class Storage:
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = Path(data_dir)
         (self.data_dir / "jobs").mkdir(parents=True, exist_ok=True)
+        self.temp_dir = self.data_dir / TEMP_FOLDER
+        self.temp_dir.mkdir(exist_ok=True)
         self._lock = threading.Lock()
         self._db = sqlite3.connect(
             self.data_dir / "index.sqlite3", check_same_thread=False, isolation_level=None
@@ -125,12 +132,22 @@ class Storage:
                 )
         for row in rows:
             self.remove_inputs(row["id"])
+            # Results half written when the process died: the job never became done.
+            shutil.rmtree(self.result_dir(row["id"]), ignore_errors=True)
         # Folders without a row: a crash between creating the folder and the row, or a delete
         # that was interrupted.
         known = self.job_ids()
         for folder in (self.data_dir / "jobs").iterdir():
             if folder.name not in known:
                 shutil.rmtree(folder, ignore_errors=True)
+        # Exports that were being made when the process died, and its temporary files.
+        for scratch in (self.data_dir / "jobs").glob(f"*/result/{SCRATCH_PREFIX}*"):
+            shutil.rmtree(scratch, ignore_errors=True)
+        for leftover in self.temp_dir.iterdir():
+            if leftover.is_dir() and not leftover.is_symlink():
+                shutil.rmtree(leftover, ignore_errors=True)
+            else:
+                leftover.unlink(missing_ok=True)
 
     # Paths -----------------------------------------------------------------------------------
 

@@ -62,6 +62,8 @@ PENDING_UPLOADS = 2  # messages waiting for the upload task; then the reader wai
 PARSE_IN_THREAD_CHARS = 1 << 20  # parse big messages off the event loop
 CANCELLED = "cancelled by the client"
 UPLOAD_CANCELLED = "the upload was cancelled by the client and its photos removed"
+DISCONNECTED = "the client disconnected"
+STOPPED_READING = "the client stopped reading"
 
 
 @router.websocket("/ws")
@@ -87,19 +89,25 @@ class Session:
         self._send_lock = asyncio.Lock()
         self._forwarder: asyncio.Task | None = None
         self._cancelling = False
+        self._closed = asyncio.Event()  # set when a send fails: the session is over
 
     async def run(self) -> None:
+        """Read until the client goes, or until a send fails in any task: the reader may then
+        be waiting for room in the upload queue of an uploader that is gone."""
         uploader = asyncio.create_task(self._process_uploads())
+        reader = asyncio.create_task(self._read())
+        closed = asyncio.create_task(self._closed.wait())
         try:
-            await self._read()
-        except SessionClosed:
-            pass
+            await asyncio.wait((reader, closed), return_when=asyncio.FIRST_COMPLETED)
+            if reader.done():
+                with contextlib.suppress(SessionClosed):
+                    reader.result()
         finally:
-            for task in (uploader, self._forwarder):
+            for task in (reader, closed, uploader, self._forwarder):
                 if task is not None:
                     task.cancel()
             if self.job is not None and self.job.state in ("uploading", "queued", "running"):
-                self.service.jobs.cancel(self.job, "the client disconnected")
+                self.service.jobs.cancel(self.job, DISCONNECTED)
             await self._close()
 
     # Reading -----------------------------------------------------------------------------------
@@ -333,8 +341,10 @@ class Session:
                     coroutine = self.ws.send_text(payload)
                 await asyncio.wait_for(coroutine, timeout=self.settings.idle_timeout_s)
         except (TimeoutError, WebSocketDisconnect, RuntimeError, OSError) as exc:
+            self._closed.set()
             if self.job is not None:
-                self.service.jobs.cancel(self.job, "the client stopped reading")
+                reason = STOPPED_READING if isinstance(exc, TimeoutError) else DISCONNECTED
+                self.service.jobs.cancel(self.job, reason)
             await self._close()
             raise SessionClosed from exc
 
