@@ -90,10 +90,14 @@ class ColmapEngine:
             header = sparse["header"]
             views = self._views(header, sparse)
             timings = dict(header["timings_s"])
-            dense_start = time.perf_counter()
+            # CPU seconds of the SfM worker per stage: on a busy machine, steadier than wall time.
+            timings |= {f"{k}_cpu": v for k, v in header["stats"].get("cpu_s", {}).items()}
+            log.info("COLMAP: %s", header["stats"])
+            dense_start, dense_cpu = time.perf_counter(), time.process_time()
             densified = self.densify and self._densify(views, header, work, sparse, observer)
             if densified:
                 timings["densify"] = round(time.perf_counter() - dense_start, 3)
+                timings["densify_cpu"] = round(time.process_time() - dense_cpu, 3)
             else:
                 self._sparse_points(views, sparse, observer)
         timings["total"] = round(time.perf_counter() - start, 3)
