@@ -282,6 +282,11 @@ class ColmapEngine:
             observer.progress(
                 "points", DENSIFY_END + (1 - DENSIFY_END) * (k + 1) / len(views), "gathering points"
             )
+        if not any(len(view.points) for view in views):
+            # No pair could be matched densely (two distant photos, say): the sparse points are
+            # still real points, and nothing was streamed yet.
+            log.warning("dense stereo found no points: keeping the sparse cloud")
+            return False
         return True
 
 
