@@ -270,6 +270,11 @@ class ColmapEngine:
             observer.progress(
                 "points", DENSIFY_END + (1 - DENSIFY_END) * (k + 1) / len(views), "gathering points"
             )
+        # Stereo can keep nothing (no pair of these photos could be rectified and matched):
+        # then the sparse cloud is the result, rather than none.
+        if not any(len(view.points) for view in views):
+            log.info("dense stereo kept no point: keeping the sparse cloud")
+            return False
         return True
 
 
