@@ -26,7 +26,7 @@ def _add_engine_options(parser: argparse.ArgumentParser) -> None:
         help=f"Fast3R model folder or hub id (default {DEFAULT_WEIGHTS})",
     )
     group.add_argument("--device", default=None, help="auto, cpu, cuda, cuda:N")
-    group.add_argument("--dtype", choices=["auto", "fp32", "bf16", "fp16"], default=None)
+    group.add_argument("--dtype", choices=["auto", "fp32", "bf16", "fp16", "int8"], default=None)
     group.add_argument("--image-size", type=int, choices=[512, 384, 224], default=None)
     group.add_argument(
         "--min-confidence",
@@ -100,8 +100,9 @@ def _build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
+    # The server says what it is doing (which engine, and why); the one-shot commands stay quiet.
     logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
+        level=logging.INFO if args.verbose or args.command == "serve" else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
     settings = _settings_from(args)

@@ -13,7 +13,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 EngineName = Literal["auto", "fast3r", "colmap"]
-DtypeName = Literal["auto", "fp32", "bf16", "fp16"]
+DtypeName = Literal["auto", "fp32", "bf16", "fp16", "int8"]
 
 DEFAULT_WEIGHTS = "jedyang97/Fast3R_ViT_Large_512"
 
@@ -26,7 +26,8 @@ class Settings(BaseSettings):
     weights: str = Field(DEFAULT_WEIGHTS, description="Fast3R model folder or Hugging Face hub id")
     device: str = Field("auto", description="'auto' (CUDA when present), 'cpu', 'cuda', 'cuda:1'")
     dtype: DtypeName = Field(
-        "auto", description="inference dtype; auto = bf16 on CUDA, fp32 on CPU"
+        "auto",
+        description="inference dtype; auto = bf16 on CUDA, fp32 on CPU; int8 = CPU int8 matmuls",
     )
     image_size: Literal[512, 384, 224] = 512
     min_confidence: float = Field(1.0, description="keep points with confidence >= this")

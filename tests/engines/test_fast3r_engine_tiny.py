@@ -13,18 +13,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
-from aetherscan.engines.base import Observer, Photo
+from aetherscan.engines.base import EngineError, Observer, Photo
+from aetherscan.engines.fast3r import Fast3REngine
 from aetherscan.geometry.camera import is_rigid
 from aetherscan.models.preprocess import plan_crop
 from aetherscan.reconstruction import PointCloud
-
-models = pytest.importorskip("aetherscan.models")
-if not hasattr(models, "Fast3R"):
-    pytest.skip("aetherscan.models.Fast3R is not merged yet", allow_module_level=True)
-
-from aetherscan.engines.fast3r import Fast3REngine  # noqa: E402
 
 FLOWERPOT = Path(__file__).resolve().parents[1] / "fixtures" / "flowerpot"
 
@@ -133,3 +129,25 @@ def test_cli_reconstruct_writes_ply_and_cameras(tiny_weights, tmp_path):
     assert 0 < num_points <= 1000 * len(document["cameras"])
     assert {c["name"] for c in document["cameras"]} <= {f.name for f in folder.iterdir()}
     assert all(np.asarray(c["K"]).shape == (3, 3) for c in document["cameras"])
+
+
+@pytest.mark.slow
+def test_int8_mode_quantises_the_linears_and_runs_end_to_end(tiny_weights, photos):
+    # The accuracy of int8 against fp32 is tested on the network's outputs in
+    # tests/models/test_int8.py; after PnP and alignment, random weights say nothing about it.
+    engine = Fast3REngine(
+        tiny_weights, device="cpu", dtype="int8", image_size=224, min_view_confidence=1.0
+    )
+    modules = list(engine.model.modules())
+    assert not any(isinstance(m, torch.nn.Linear) for m in modules)
+    assert any(isinstance(m, torch.ao.nn.quantized.dynamic.Linear) for m in modules)
+    result = engine.reconstruct(photos[:2])
+    assert [v.name for v in result.views] == [p.name for p in photos[:2]]
+    assert all(np.isfinite(v.points).all() and is_rigid(v.cam_from_world) for v in result.views)
+
+
+def test_int8_is_refused_on_a_gpu_device(tiny_weights):
+    from aetherscan.engines.fast3r import resolve_dtype
+
+    with pytest.raises(EngineError, match="CPU mode"):
+        resolve_dtype("int8", torch.device("cuda"))

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 
 @pytest.fixture(scope="session")
@@ -22,3 +23,14 @@ def tiny_weights(fast3r_reference: Path, tmp_path_factory: pytest.TempPathFactor
 def tiny_reference(fast3r_reference: Path) -> dict[str, np.ndarray]:
     with np.load(fast3r_reference / "tiny_reference.npz") as data:
         return dict(data)
+
+
+@pytest.fixture(scope="session")
+def reference_views(tiny_reference: dict[str, np.ndarray]):
+    """``reference_views("A")``: the normalised input views of a reference case, in order."""
+
+    def views(case: str) -> list[torch.Tensor]:
+        count = sum(1 for k in tiny_reference if k.startswith(f"{case}_input_img_"))
+        return [torch.from_numpy(tiny_reference[f"{case}_input_img_{i}"]) for i in range(count)]
+
+    return views

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from aetherscan.models import Fast3R
-from aetherscan.models.fast3r import IMAGE_IDX_TABLE_ROWS, draw_image_ids
+from aetherscan.models.backbone import IMAGE_IDX_TABLE_ROWS, draw_image_ids
 
 
 @pytest.fixture(scope="module")

@@ -7,6 +7,8 @@ absolute (a faithful re-implementation is within 2e-6; typical bugs give 1e-3 or
 
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +16,7 @@ import pytest
 import torch
 
 from aetherscan.models import Fast3R
+from aetherscan.models.backbone import INFERENCE_ATTN_SCALE
 
 ATOL = 1e-5
 SEED = 1234  # the reference ran torch.manual_seed(1234) right before forward
@@ -97,10 +100,9 @@ def test_forward_returns_what_trace_computed(model: Fast3R, tiny_reference) -> N
 
 
 def test_chunking_and_batching_do_not_change_results(model: Fast3R, tiny_reference) -> None:
-    """Head chunks of one view, encoder chunks of one image and per-view calls agree with the
-    batched pass over all views."""
+    """Head chunks of one view and encoder chunks of one image agree with the batched pass."""
     views = _views(tiny_reference, "A")
-    ids = torch.tensor([0, 7, 3])
+    ids = torch.arange(len(views)) * 7
     with torch.no_grad():
         batched = model(views, ids)
         model.head_chunk_views, model.encoder_chunk_images = 1, 1
@@ -120,7 +122,7 @@ def test_reference_attention_path_matches(model: Fast3R, tiny_reference) -> None
         trace = _run(model, ref, "A", "sequential_idx")
     finally:
         model.fused_attention = True
-    for i in range(3):
+    for i in range(len(trace.preds)):
         for key in OUTPUT_KEYS:
             _close(trace.preds[i][key], ref[f"A_sequential_idx_{key}_{i}"], f"{key} {i}")
 
@@ -136,3 +138,26 @@ def test_view_zero_defines_the_frame(model: Fast3R, tiny_reference) -> None:
     torch.testing.assert_close(same[0]["pts3d_in_other_view"], same[1]["pts3d_in_other_view"])
     gap = (other[0]["pts3d_in_other_view"] - other[1]["pts3d_in_other_view"]).abs().max()
     assert gap > 1e-4
+
+
+def test_attention_sharpening_only_in_eval(tiny_weights: Path, tmp_path: Path, tiny_reference):
+    """attn_bias_for_inference_enabled (class default True) scales fusion attention logits by
+    1.28153 in eval mode only; the shipped configs turn it off."""
+    config = json.loads((tiny_weights / "config.json").read_text())
+    config["decoder_args"]["attn_bias_for_inference_enabled"] = True
+    folder = tmp_path / "sharpened"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps(config))
+    shutil.copy(tiny_weights / "model.safetensors", folder / "model.safetensors")
+    assert pytest.approx(1.28153, abs=1e-5) == INFERENCE_ATTN_SCALE
+
+    views = _views(tiny_reference, "A")
+    ids = torch.arange(len(views))
+    plain = Fast3R.from_pretrained(tiny_weights)
+    sharp = Fast3R.from_pretrained(folder)
+    with torch.no_grad():
+        eval_gap = (plain(views, ids)[1]["conf"] - sharp(views, ids)[1]["conf"]).abs().max()
+        plain.train(), sharp.train()
+        train_gap = (plain(views, ids)[1]["conf"] - sharp(views, ids)[1]["conf"]).abs().max()
+    assert eval_gap > 1e-4
+    assert train_gap == 0

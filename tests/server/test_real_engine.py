@@ -31,7 +31,8 @@ def test_colmap_engine_over_the_websocket(tmp_path):
         messages = client.receive_until("reconstruction_complete", timeout_s=300)
         status = server.http.get(f"/api/jobs/{messages[-1]['job_id']}").json()
     kinds = [m["type"] for m in messages]
-    assert "points" in kinds and kinds.index("points") < kinds.index("cameras")
+    assert "error" not in kinds, [m for m in messages if m["type"] == "error"]
+    assert "points" in kinds and kinds.index("points") < kinds.index("cameras"), messages[-3:]
     sent = sum(len(m["data"]) for m in messages if m["type"] == "points")
     assert messages[-1]["total_points"] == sent > 0
     cameras = messages[-2]["cameras"]

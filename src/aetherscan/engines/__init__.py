@@ -31,7 +31,12 @@ def resolve_engine(name: str, weights: str) -> Literal["fast3r", "colmap"]:
 
     if find_local_weights(weights) is not None:
         return "fast3r"
-    log.info("Fast3R weights %r not found locally: using the COLMAP engine", weights)
+    log.warning(
+        "Fast3R weights %r are not on this machine (none in the Hugging Face cache at HF_HOME, "
+        "and no such folder): using the COLMAP engine. Point --weights (AETHERSCAN_WEIGHTS) at a "
+        "model folder to use Fast3R.",
+        weights,
+    )
     return "colmap"
 
 

@@ -90,10 +90,14 @@ class ColmapEngine:
             header = sparse["header"]
             views = self._views(header, sparse)
             timings = dict(header["timings_s"])
-            dense_start = time.perf_counter()
+            # CPU seconds of the SfM worker per stage: on a busy machine, steadier than wall time.
+            timings |= {f"{k}_cpu": v for k, v in header["stats"].get("cpu_s", {}).items()}
+            log.info("COLMAP: %s", header["stats"])
+            dense_start, dense_cpu = time.perf_counter(), time.process_time()
             densified = self.densify and self._densify(views, header, work, sparse, observer)
             if densified:
                 timings["densify"] = round(time.perf_counter() - dense_start, 3)
+                timings["densify_cpu"] = round(time.process_time() - dense_cpu, 3)
             else:
                 self._sparse_points(views, sparse, observer)
         timings["total"] = round(time.perf_counter() - start, 3)
@@ -241,11 +245,17 @@ class ColmapEngine:
                 image = cv2.undistort(image, K_cv, np.array([meta["radial_k1"], 0, 0, 0]))
             images.append(image)
             Ks.append(K)
-        emitted: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        emitted: dict[int, list[PointCloud]] = {}
 
         def on_view(index: int, xyz: np.ndarray, rgb: np.ndarray, confidence: np.ndarray) -> None:
-            emitted[index] = (xyz, rgb, confidence)
-            observer.points(PointCloud(xyz, rgb, confidence, np.full(len(xyz), index, np.int32)))
+            batch = PointCloud(
+                np.asarray(xyz, np.float32),
+                np.asarray(rgb, np.uint8),
+                np.asarray(confidence, np.float32),
+                np.full(len(xyz), index, np.int32),
+            )
+            emitted.setdefault(index, []).append(batch)
+            observer.points(batch)
 
         def progress(fraction: float, message: str) -> None:
             observer.progress("densify", SFM_END + (DENSIFY_END - SFM_END) * fraction, message)
@@ -261,7 +271,9 @@ class ColmapEngine:
         for k, (view, (xyz, rgb, confidence, depth)) in enumerate(zip(views, results, strict=True)):
             if k not in emitted:  # every point reaches the observer exactly once
                 on_view(k, xyz, rgb, confidence)
-            view.points, view.colors, view.confidence = (np.asarray(a) for a in emitted[k])
+            # The view holds exactly what the observer heard, batch after batch.
+            mine = PointCloud.concatenate(emitted[k])
+            view.points, view.colors, view.confidence = mine.xyz, mine.rgb, mine.confidence
             if depth is not None:
                 h, w = depth.shape
                 scale = np.diag([w / images[k].shape[1], h / images[k].shape[0], 1.0])
@@ -270,10 +282,10 @@ class ColmapEngine:
             observer.progress(
                 "points", DENSIFY_END + (1 - DENSIFY_END) * (k + 1) / len(views), "gathering points"
             )
-        # Stereo can keep nothing (no pair of these photos could be rectified and matched):
-        # then the sparse cloud is the result, rather than none.
         if not any(len(view.points) for view in views):
-            log.info("dense stereo kept no point: keeping the sparse cloud")
+            # No pair could be matched densely (two distant photos, say): the sparse points are
+            # still real points, and nothing was streamed yet.
+            log.warning("dense stereo found no points: keeping the sparse cloud")
             return False
         return True
 

@@ -12,7 +12,8 @@ Steps, each measured on 2 CPU cores (see docs/benchmarks.md):
 1. load: decode with ``open_photo`` (EXIF orientation applied), downscale to ``max_image_px``,
    write JPEGs; one COLMAP camera per (EXIF camera, focal, image size) with the EXIF focal as prior.
 2. features: SIFT at the image's own resolution; photos with too few features (small or soft
-   images) are extracted again from a 2x upsampled octave, which costs 5x but registers them.
+   images) are extracted again from a 2x upsampled octave, which costs 4x and finds up to 10x
+   the features, when a trial on one of them shows that it does.
 3. matching: all pairs up to ``EXHAUSTIVE_MAX_PHOTOS``; beyond that each photo is matched to its
    neighbours in input order plus the photos that share the most quick descriptor votes with it
    (no vocabulary tree: that needs a download, which this wheel aborts on).
@@ -44,6 +45,7 @@ RETRIEVAL_NEIGHBOURS = 10
 RETRIEVAL_DESCRIPTORS = 256  # per photo, the largest-scale ones
 # Photos with fewer features than this at their own resolution get the upsampled octave too.
 MIN_FEATURES_FAST = 1500
+MIN_UPSAMPLING_GAIN = 1.5  # features at 2x over features at 1x, measured on one photo
 MIN_FEATURES_USABLE = 30
 MIN_PAIR_POINTS = 30
 RETRY_BELOW_PLACED = 0.8  # fewer photos placed than this share: match again, guided  # a two-photo model with fewer points is not trusted
@@ -216,25 +218,36 @@ class Child:
         self.stage("features", f"finding features in {len(names)} photos")
         fast = self._extraction_options(first_octave=0)
         probe_path = self.work / "probe.db"
-        pycolmap.extract_features(
-            probe_path,
-            self.images_dir,
-            image_names=names,
-            camera_mode=pycolmap.CameraMode.PER_IMAGE,
-            extraction_options=fast,
-            device=pycolmap.Device.cpu,
-        )
+        self._extract_to(probe_path, names, fast)
         probe = pycolmap.Database.open(probe_path)
+        counts = {
+            n: probe.num_keypoints_for_image(probe.read_image_with_name(n).image_id) for n in names
+        }
+        sparse = [n for n in names if counts[n] < MIN_FEATURES_FAST]
+        upsampled = self._extraction_options(first_octave=-1)
+        if sparse:
+            # Upsampling pays off for photos whose detail lies below the pixel scale (downscaled
+            # phone photos: 10x the features) and is wasted on smooth ones (renders: 1.2x for 4x
+            # the time). One photo tells which.
+            sample = min(sparse, key=counts.get)
+            trial_path = self.work / "trial.db"
+            self._extract_to(trial_path, [sample], upsampled)
+            trial = pycolmap.Database.open(trial_path)
+            gain = trial.num_keypoints_for_image(trial.read_image_with_name(sample).image_id) / max(
+                counts[sample], 1
+            )
+            trial.close()
+            trial_path.unlink()
+            self.stats["upsampling_gain"] = round(gain, 2)
+            if gain < MIN_UPSAMPLING_GAIN:
+                sparse = []
         db = pycolmap.Database.open(self.database_path)
-        sparse = []
         for info in infos:
-            probe_id = probe.read_image_with_name(info.file).image_id
-            if probe.num_keypoints_for_image(probe_id) >= MIN_FEATURES_FAST:
+            if info.file not in sparse:
+                probe_id = probe.read_image_with_name(info.file).image_id
                 image_id = image_ids[info.index]
                 db.write_keypoints(image_id, probe.read_keypoints(probe_id))
                 db.write_descriptors(image_id, probe.read_descriptors(probe_id))
-            else:
-                sparse.append(info.file)
         probe.close()
         db.close()
         probe_path.unlink()
@@ -249,7 +262,7 @@ class Child:
                 self.database_path,
                 self.images_dir,
                 image_names=sparse,
-                extraction_options=self._extraction_options(first_octave=-1),
+                extraction_options=upsampled,
                 device=pycolmap.Device.cpu,
             )
         db = pycolmap.Database.open(self.database_path)
@@ -262,6 +275,18 @@ class Child:
                     f"only {counts[info.index]} features found: the photo is blank, blurred or "
                     "too dark to match"
                 )
+
+    def _extract_to(self, database_path: Path, names: list[str], options) -> None:
+        import pycolmap
+
+        pycolmap.extract_features(
+            database_path,
+            self.images_dir,
+            image_names=names,
+            camera_mode=pycolmap.CameraMode.PER_IMAGE,
+            extraction_options=options,
+            device=pycolmap.Device.cpu,
+        )
 
     def _extraction_options(self, first_octave: int):
         import pycolmap

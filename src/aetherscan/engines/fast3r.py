@@ -88,10 +88,16 @@ def resolve_device(device: str) -> torch.device:
 
 
 def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
+    """The dtype the forward pass computes in. ``int8`` (CPU only) computes in fp32 around
+    int8 matrix products: bf16 and fp16 are emulated, and slow, on CPUs without AVX-512 BF16."""
     if dtype == "auto":
         return torch.bfloat16 if device.type == "cuda" else torch.float32
+    if dtype == "int8":
+        if device.type != "cpu":
+            raise EngineError("dtype int8 is a CPU mode; on a GPU use bf16 or fp16")
+        return torch.float32
     if dtype not in _DTYPES:
-        raise EngineError(f"unknown dtype {dtype!r}; choose auto, fp32, bf16 or fp16")
+        raise EngineError(f"unknown dtype {dtype!r}; choose auto, fp32, bf16, fp16 or int8")
     return _DTYPES[dtype]
 
 
@@ -134,6 +140,10 @@ class Fast3REngine:
             self.model = weights.to(self.device).eval()
         else:
             self.model = _load_model(weights, self.device)
+        if dtype == "int8":
+            from aetherscan.models.int8 import quantize_int8
+
+            quantize_int8(self.model)
 
     # -- the job
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 import re
 import warnings
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,139 +26,15 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from aetherscan.models.blocks import Attention, Block, RoPE2D
+from aetherscan.models.backbone import (
+    IMAGE_IDX_TABLE_ROWS,
+    Encoder,
+    FusionTransformer,
+    draw_image_ids,
+    image_idx_table,
+)
+from aetherscan.models.blocks import Attention
 from aetherscan.models.dpt import DPTHead
-
-IMAGE_IDX_TABLE_ROWS = 1000  # rows of the image-index table = most views per forward pass
-# With attn_bias_for_inference_enabled, eval-mode fusion attention is sharpened by this factor.
-INFERENCE_ATTN_SCALE = math.sqrt(math.log(137) / math.log(20))
-
-
-# ---------------------------------------------------------------------------------- encoder
-
-
-class PatchEmbed(nn.Module):
-    """Non-overlapping patches -> tokens; no norm, no absolute position embedding."""
-
-    def __init__(self, patch_size: int, embed_dim: int) -> None:
-        super().__init__()
-        self.patch_size = patch_size
-        self.proj = nn.Conv2d(3, embed_dim, kernel_size=patch_size, stride=patch_size)
-
-    def forward(self, images: Tensor) -> tuple[Tensor, Tensor]:
-        """images (B, 3, H, W) -> tokens (B, h*w, C) row-major, positions (h*w, 2) as [row, col]."""
-        fmap = self.proj(images)  # (B, C, h, w)
-        h, w = fmap.shape[-2:]
-        tokens = fmap.flatten(2).transpose(1, 2)  # (B, h*w, C)
-        rows = torch.arange(h, device=images.device)
-        cols = torch.arange(w, device=images.device)
-        pos = torch.cartesian_prod(rows, cols)  # (h*w, 2)
-        return tokens, pos
-
-
-class Encoder(nn.Module):
-    """CroCo/DUSt3R ViT: patch embed, pre-norm blocks with 2D RoPE, final LayerNorm."""
-
-    def __init__(self, cfg: EncoderConfig) -> None:
-        super().__init__()
-        self.patch_embed = PatchEmbed(cfg.patch_size, cfg.embed_dim)
-        self.enc_blocks = nn.ModuleList(
-            Block(cfg.embed_dim, cfg.num_heads, mlp_ratio=cfg.mlp_ratio, norm_eps=1e-6)
-            for _ in range(cfg.depth)
-        )
-        self.enc_norm = nn.LayerNorm(cfg.embed_dim, eps=1e-6)
-        self.rope = RoPE2D(cfg.embed_dim // cfg.num_heads, cfg.rope_base)
-
-    def forward(self, images: Tensor) -> tuple[Tensor, Tensor]:
-        """images (B, 3, H, W) -> tokens (B, N, C), positions (N, 2)."""
-        x, pos = self.patch_embed(images)
-        rope = self.rope.tables(pos)
-        for block in self.enc_blocks:
-            x = block(x, rope)
-        return self.enc_norm(x), pos
-
-
-# ---------------------------------------------------------------------------------- fusion
-
-
-def image_idx_table(rows: int, dim: int, device: torch.device | str | None = None) -> Tensor:
-    """1-D sin/cos table (rows, dim): row i = [sin(i w_k), cos(i w_k)], w_k = 10000^(-2k/dim)."""
-    omega = 1.0 / 10000 ** (torch.arange(dim // 2, dtype=torch.float64, device=device) / (dim / 2))
-    angles = (
-        torch.arange(rows, dtype=torch.float64, device=device)[:, None] * omega
-    )  # (rows, dim/2)
-    return torch.cat([angles.sin(), angles.cos()], dim=1).float()  # (rows, dim)
-
-
-def draw_image_ids(
-    num_views: int, *, random: bool, generator: torch.Generator | None = None
-) -> Tensor:
-    """Image-index rows for ``num_views`` views, (V,) int64.
-
-    ``random``: view 0 gets 0 (it defines the world frame), the others distinct random rows from
-    1..999, drawn as the original does: a seed from the global torch RNG (so ``torch.manual_seed``
-    reproduces it) unless ``generator`` is given. Otherwise rows 0..V-1.
-    """
-    if num_views > IMAGE_IDX_TABLE_ROWS:
-        raise ValueError(
-            f"Fast3R takes at most {IMAGE_IDX_TABLE_ROWS} views in one forward pass (its "
-            f"image-index table has {IMAGE_IDX_TABLE_ROWS} rows); got {num_views}"
-        )
-    if not random:
-        return torch.arange(num_views)
-    if generator is None:
-        seed = int(torch.randint(0, 2**32, (1,)))
-        generator = torch.Generator().manual_seed(seed)
-    others = torch.randperm(IMAGE_IDX_TABLE_ROWS - 1, generator=generator)[: num_views - 1] + 1
-    return torch.cat([torch.zeros(1, dtype=torch.int64), others])
-
-
-class FusionTransformer(nn.Module):
-    """All views' tokens attend to each other; checkpoint prefix ``decoder.``."""
-
-    def __init__(self, cfg: DecoderConfig, enc_dim: int) -> None:
-        super().__init__()
-        self.cfg = cfg
-        self.decoder_embed = nn.Linear(enc_dim, cfg.embed_dim)
-        self.dec_blocks = nn.ModuleList(
-            Block(
-                cfg.embed_dim,
-                cfg.num_heads,
-                mlp_ratio=cfg.mlp_ratio,
-                qkv_bias=cfg.qkv_bias,
-                norm_eps=1e-5,
-            )
-            for _ in range(cfg.depth)
-        )
-        self.dec_norm = nn.LayerNorm(cfg.embed_dim, eps=1e-6)
-        self.register_buffer(
-            "image_idx_emb", image_idx_table(IMAGE_IDX_TABLE_ROWS, cfg.embed_dim), persistent=False
-        )
-
-    def forward(
-        self, tokens: Sequence[Tensor], image_ids: Tensor, keep: Collection[int]
-    ) -> dict[int, Tensor]:
-        """``tokens``: per view (B, N_v, C_enc); ``image_ids`` (V,).
-
-        Returns the stages listed in ``keep`` from [0 = concatenated encoder tokens,
-        k = output of block k, depth = dec_norm(last block)], each (B, sum N_v, C).
-        """
-        counts = torch.tensor([t.shape[1] for t in tokens], device=image_ids.device)
-        x = torch.cat(list(tokens), dim=1)  # (B, sum N_v, C_enc)
-        kept = {0: x} if 0 in keep else {}
-        emb = self.image_idx_emb[image_ids].repeat_interleave(counts, dim=0)  # (sum N_v, C)
-        x = self.decoder_embed(x) + emb.to(x.dtype)  # (B, sum N_v, C)
-        use_bias = self.cfg.attn_bias_for_inference_enabled and not self.training
-        scale_multiplier = INFERENCE_ATTN_SCALE if use_bias else 1.0
-        depth = len(self.dec_blocks)
-        for k, block in enumerate(self.dec_blocks, start=1):
-            x = block(x, scale_multiplier=scale_multiplier)
-            if k == depth:
-                x = self.dec_norm(x)
-            if k in keep:
-                kept[k] = x
-        return kept
-
 
 # ---------------------------------------------------------------------------------- outputs
 
@@ -406,8 +282,23 @@ class Fast3R(nn.Module):
         super().__init__()
         self.config = config
         enc, dec = config.encoder, config.decoder
-        self.encoder = Encoder(enc)
-        self.decoder = FusionTransformer(dec, enc.embed_dim)
+        self.encoder = Encoder(
+            embed_dim=enc.embed_dim,
+            depth=enc.depth,
+            num_heads=enc.num_heads,
+            mlp_ratio=enc.mlp_ratio,
+            patch_size=enc.patch_size,
+            rope_base=enc.rope_base,
+        )
+        self.decoder = FusionTransformer(
+            enc_dim=enc.embed_dim,
+            embed_dim=dec.embed_dim,
+            depth=dec.depth,
+            num_heads=dec.num_heads,
+            mlp_ratio=dec.mlp_ratio,
+            qkv_bias=dec.qkv_bias,
+            sharpen_in_eval=dec.attn_bias_for_inference_enabled,
+        )
         L = dec.depth
         hooks = (0, L * 2 // 4, L * 3 // 4, L)
         head_args = dict(
@@ -421,9 +312,9 @@ class Fast3R(nn.Module):
         self.downstream_head = DPTHead(**head_args)
         self.downstream_head_local = DPTHead(**head_args) if config.head.with_local_head else None
         self.encoder_chunk_images = 16
-        self.fused_attention = (
-            enc.attn_implementation != "pytorch_naive" or dec.attn_implementation != "pytorch_naive"
-        )
+        # attn_implementation picked the original's GPU kernel; all of them compute the same
+        # attention, so SDPA (which picks its own kernel) is used whatever the config says.
+        self.fused_attention = True
 
     # -- knobs
 
@@ -515,13 +406,22 @@ class Fast3R(nn.Module):
         if image_ids is None:
             random = self.config.decoder.random_image_idx_embedding
             return draw_image_ids(num_views, random=random, generator=generator)
-        bad_values = image_ids.numel() > 0 and (
-            int(image_ids.min()) < 0 or int(image_ids.max()) >= IMAGE_IDX_TABLE_ROWS
+        ok = (
+            isinstance(image_ids, Tensor)
+            and image_ids.shape == (num_views,)
+            and not image_ids.is_floating_point()
+            and int(image_ids.min()) >= 0
+            and int(image_ids.max()) < IMAGE_IDX_TABLE_ROWS
         )
-        if image_ids.shape != (num_views,) or image_ids.is_floating_point() or bad_values:
+        if not ok:
+            got = (
+                f"{image_ids.dtype} {tuple(image_ids.shape)}"
+                if isinstance(image_ids, Tensor)
+                else type(image_ids).__name__
+            )
             raise ValueError(
                 f"expected image_ids as an integer tensor ({num_views},) with values in "
-                f"0..{IMAGE_IDX_TABLE_ROWS - 1}, got {image_ids.dtype} {tuple(image_ids.shape)}"
+                f"0..{IMAGE_IDX_TABLE_ROWS - 1}, got {got}"
             )
         return image_ids.long()
 
@@ -593,10 +493,6 @@ class Fast3R(nn.Module):
         )
 
     # -- loading
-
-    @classmethod
-    def from_config_dict(cls, config: Mapping[str, Any]) -> Fast3R:
-        return cls(Fast3RConfig.from_dict(config))
 
     @classmethod
     def from_pretrained(

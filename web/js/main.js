@@ -1,0 +1,550 @@
+// The AetherScan page: photos in, the point cloud growing on screen, downloads out.
+// Wires the photo list, the WebSocket and the 3D view together, and says in plain words what
+// is happening and what went wrong.
+
+import { Connection } from "./connection.js";
+import { ViewControls } from "./controls.js";
+import { showDownloads } from "./downloads.js";
+import { frameFromJsonPoints } from "./frames.js";
+import { loadFinishedJob } from "./jobs.js";
+import { Notices } from "./notices.js";
+import { listenForFiles, PhotoList, Upload } from "./photos.js";
+import { decodePointFrame, FEATURES } from "./protocol.js";
+import { SceneView } from "./scene.js";
+
+const MIN_PHOTOS = 2;
+
+const ENGINE_NAMES = {
+  fast3r: "Fast3R (learned, one pass)",
+  colmap: "COLMAP (classical structure from motion)",
+};
+
+const STAGE_NAMES = {
+  load: "Reading photos",
+  inference: "Running the neural network",
+  features: "Finding features",
+  matching: "Matching photos",
+  mapping: "Placing the cameras",
+  poses: "Estimating camera poses",
+  densify: "Densifying",
+  points: "Gathering points",
+  done: "Done",
+};
+
+const $ = (id) => document.getElementById(id);
+
+const ui = {
+  engine: $("engine"),
+  connection: $("connection"),
+  dropzone: $("dropzone"),
+  fileInput: $("file-input"),
+  thumbnails: $("thumbnails"),
+  photoCount: $("photo-count"),
+  start: $("start"),
+  cancel: $("cancel"),
+  newScan: $("new-scan"),
+  stageBar: $("stage-bar"),
+  stageText: $("stage-text"),
+  messages: $("messages"),
+  pointSize: $("point-size"),
+  pointSizeValue: $("point-size-value"),
+  confidence: $("confidence"),
+  confidenceValue: $("confidence-value"),
+  showCameras: $("show-cameras"),
+  resetView: $("reset-view"),
+  downloads: $("downloads"),
+  downloadList: $("download-list"),
+  viewport: $("viewport"),
+  stats: $("stats"),
+  emptyHint: $("empty-hint"),
+};
+
+// What the page knows; also read by the browser test through window.aetherscan.
+const app = {
+  phase: "connecting", // connecting | idle | uploading | queued | running | done | failed
+  online: false,
+  engine: null,
+  limits: {},
+  jobId: null,
+  downloads: {},
+  framesReceived: 0,
+  binaryFrames: 0,
+  jsonMessages: 0,
+  pointsReceived: 0,
+  bytesReceived: 0,
+  totalPoints: null,
+  cameras: 0,
+  frameLog: [], // {count, receivedMs, shownMs}: epoch milliseconds, for the benchmark
+  framesInRenders: 0, // frameLog entries already handed to a render
+  acceptJobData: false,
+  offlineNote: "", // what the stage line says while there is no connection
+  serverUploadOpen: false, // the server holds photos of this connection not yet reconstructed
+  cancelReplies: 0, // "cancelled" answers still to come for cancels sent to clear an upload
+};
+
+// ?points=json asks for the JSON "points" messages instead of binary frames (for comparing).
+const pageOptions = new URLSearchParams(location.search);
+const features =
+  pageOptions.get("points") === "json" ? FEATURES.filter((f) => f !== "binary_points") : FEATURES;
+const connection = new Connection(
+  `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws`,
+  features,
+);
+const photos = new PhotoList(ui.thumbnails, () => updateControls());
+const view = new SceneView(ui.viewport);
+view.waitForGpu = pageOptions.has("timing"); // benchmarks/bench_viewer.py
+const notices = new Notices({
+  list: ui.messages,
+  stageText: ui.stageText,
+  stageBar: ui.stageBar,
+});
+const controls = new ViewControls(
+  {
+    pointSize: ui.pointSize,
+    pointSizeValue: ui.pointSizeValue,
+    confidence: ui.confidence,
+    confidenceValue: ui.confidenceValue,
+    showCameras: ui.showCameras,
+    resetView: ui.resetView,
+  },
+  view,
+  () => updateStats(),
+);
+let upload = null;
+
+window.aetherscan = {
+  get state() {
+    return app.phase;
+  },
+  get pointsDrawn() {
+    return view.cloud.pointsDrawn;
+  },
+  get pointsReceived() {
+    return app.pointsReceived;
+  },
+  get framesReceived() {
+    return app.framesReceived;
+  },
+  get framesRendered() {
+    return view.framesRendered;
+  },
+  get camerasShown() {
+    return view.cameras.length;
+  },
+  messages: notices.log,
+  app,
+  view,
+};
+
+function nowMs() {
+  return performance.timeOrigin + performance.now();
+}
+
+const showMessage = (text, level) => notices.say(text, level);
+const clearMessages = () => notices.clear();
+const setStage = (text, fraction) => notices.stage(text, fraction);
+
+// ---------------------------------------------------------------- the page's state
+
+function isBusy() {
+  return ["uploading", "queued", "running"].includes(app.phase);
+}
+
+function setPhase(phase) {
+  app.phase = phase;
+  document.body.dataset.phase = phase;
+  updateControls();
+}
+
+function updateControls() {
+  const busy = isBusy();
+  photos.setLocked(busy);
+  ui.fileInput.disabled = busy;
+  ui.dropzone.classList.toggle("disabled", busy);
+  const enough = photos.size >= MIN_PHOTOS;
+  const maxPhotos = app.limits.max_photos_per_job ?? Infinity;
+  const tooMany = photos.size > maxPhotos;
+  ui.start.disabled = busy || !enough || tooMany || !app.online;
+  ui.start.hidden = app.phase === "done";
+  ui.cancel.hidden = !busy;
+  ui.newScan.hidden = !["done", "failed"].includes(app.phase);
+
+  const megabytes = photos.totalBytes / 1e6;
+  ui.photoCount.textContent =
+    photos.size === 0
+      ? ""
+      : `${photos.size} photo${photos.size === 1 ? "" : "s"}, ${megabytes.toFixed(1)} MB`;
+  if (!busy && app.phase !== "done" && app.phase !== "failed") {
+    if (!app.online) setStage(app.offlineNote || "Connecting to the server…", null);
+    else if (photos.size === 0) setStage("Add photos of one object or scene, then press Start.", 0);
+    else if (!enough) {
+      setStage(`Add at least ${MIN_PHOTOS} photos (8 to 50 overlapping ones work best).`, 0);
+    } else if (tooMany) {
+      setStage(`This server takes at most ${maxPhotos} photos per job: remove some.`, 0);
+    } else setStage(`Ready: press Start to reconstruct ${photos.size} photos.`, 0);
+  }
+}
+
+function updateStats() {
+  const parts = [];
+  const drawn = view.cloud.pointsDrawn;
+  const total = view.cloud.pointsTotal;
+  if (total > 0) {
+    parts.push(
+      drawn === total
+        ? `${total.toLocaleString()} points`
+        : `${drawn.toLocaleString()} of ${total.toLocaleString()} points`,
+    );
+  }
+  if (app.cameras > 0) parts.push(`${app.cameras} cameras`);
+  if (app.framesReceived > 0) {
+    const kind = app.binaryFrames > 0 ? "binary" : "JSON";
+    parts.push(`${(app.bytesReceived / 1e6).toFixed(2)} MB received (${kind})`);
+  }
+  ui.stats.textContent = parts.join(" · ");
+  ui.emptyHint.hidden = total > 0 || app.cameras > 0;
+}
+
+// ---------------------------------------------------------------- the connection
+
+connection.addEventListener("open", () => {
+  app.online = true;
+  ui.connection.textContent = "connected";
+  ui.connection.className = "badge ok";
+  if (app.phase === "connecting") setPhase("idle");
+  updateControls();
+});
+
+connection.addEventListener("closed", (event) => {
+  const { retryInSeconds, everConnected } = event.detail;
+  const wasOnline = app.online;
+  app.online = false;
+  ui.connection.textContent = `offline, retrying in ${retryInSeconds} s`;
+  ui.connection.className = "badge bad";
+  if (upload) upload.abort();
+  app.serverUploadOpen = false; // the server drops a connection's photos and job with it
+  app.cancelReplies = 0;
+  if (wasOnline) {
+    if (isBusy()) {
+      failJob(
+        "The connection to the server was lost, which stops the reconstruction. " +
+          "Press Start to try again once the page has reconnected.",
+      );
+    } else {
+      showMessage("The connection to the server was lost. Reconnecting…");
+    }
+  }
+  if (!everConnected) {
+    ui.connection.textContent = "server unreachable";
+    app.offlineNote =
+      `Cannot reach the AetherScan server at ${location.host}. Is \`aetherscan serve\` ` +
+      `running? Trying again in ${retryInSeconds} s…`;
+  } else {
+    app.offlineNote = `Reconnecting to the server (next try in ${retryInSeconds} s)…`;
+  }
+  updateControls();
+});
+
+connection.addEventListener("frame", (event) => {
+  if (!app.acceptJobData) return;
+  let frame;
+  try {
+    frame = decodePointFrame(event.detail);
+  } catch (error) {
+    showMessage(`A point frame from the server could not be read: ${error.message}`);
+    return;
+  }
+  app.binaryFrames += 1;
+  addFrame(frame);
+});
+
+connection.addEventListener("message", (event) => {
+  const message = event.detail;
+  if (message.job_id) app.jobId = message.job_id;
+  const handler = HANDLERS[message.type];
+  if (handler) handler(message, event.size);
+});
+
+const HANDLERS = {
+  welcome(message) {
+    app.engine = message.engine ?? null;
+    app.limits = message.limits ?? {};
+    ui.engine.textContent = `Engine: ${ENGINE_NAMES[app.engine] ?? app.engine ?? "unknown"}`;
+    updateControls();
+  },
+  pong() {},
+  image_received(message) {
+    app.serverUploadOpen = true;
+    if (upload) upload.saved(message.filename);
+  },
+  cancelled(message) {
+    if (app.cancelReplies > 0) {
+      app.cancelReplies -= 1; // the answer to a cancel of ours
+      return;
+    }
+    if (isBusy()) {
+      app.acceptJobData = false;
+      setPhase("failed");
+      setStage(`Cancelled: ${message.message}.`, 0);
+    }
+  },
+  error(message) {
+    const text = message.message || "The server reported an error.";
+    if (upload?.waiting) {
+      const photo = upload.refused(text);
+      showMessage(photo && !text.includes(photo.name) ? `${photo.name}: ${text}` : text);
+      return;
+    }
+    if (["queued", "running"].includes(app.phase)) {
+      failJob(text);
+      return;
+    }
+    showMessage(text);
+  },
+  queued(message) {
+    if (!app.acceptJobData) return;
+    setPhase("queued");
+    app.serverUploadOpen = false; // the server took the photos into a job
+    const ahead = Math.max(0, message.position ?? 0); // jobs ahead of this one
+    setStage(
+      ahead === 0
+        ? "Queued: your job starts next."
+        : `Queued: ${ahead} job${ahead === 1 ? "" : "s"} ahead of yours.`,
+      null,
+    );
+  },
+  progress(message) {
+    if (!app.acceptJobData) return;
+    if (app.phase !== "running") setPhase("running");
+    const stage = STAGE_NAMES[message.stage] ?? message.stage ?? "Working";
+    const detail = message.message ? `: ${message.message}` : "";
+    setStage(`${stage}${detail}`, message.fraction ?? null);
+  },
+  cameras(message) {
+    if (!app.acceptJobData) return;
+    const cameras = message.cameras ?? [];
+    app.cameras = cameras.length;
+    view.setCameras(cameras);
+    showDropped(message.dropped ?? []);
+    updateStats();
+  },
+  points(message, size) {
+    if (!app.acceptJobData) return;
+    app.jsonMessages += 1;
+    addFrame(frameFromJsonPoints(message.data ?? [], size));
+  },
+  reconstruction_complete(message) {
+    if (!app.acceptJobData) return;
+    completeJob(message.total_points, message.downloads ?? {});
+  },
+};
+
+function addFrame(frame) {
+  if (app.phase === "queued") setPhase("running");
+  app.framesReceived += 1;
+  app.pointsReceived += frame.count;
+  app.bytesReceived += frame.byteLength;
+  app.frameLog.push({ count: frame.count, receivedMs: nowMs(), shownMs: null });
+  view.addFrame(frame);
+  controls.refresh();
+  updateStats();
+}
+
+view.onRender = () => {
+  // The frames received since the last render are in this one.
+  const entries = app.frameLog.slice(app.framesInRenders);
+  app.framesInRenders = app.frameLog.length;
+  return (drawnMs) => {
+    for (const entry of entries) entry.shownMs = drawnMs;
+  };
+};
+
+// ---------------------------------------------------------------- the job
+
+/** Resolves once the server has answered every cancel sent (or after a few seconds). */
+async function cancelsAnswered() {
+  for (let waited = 0; app.cancelReplies > 0 && waited < 5000; waited += 50) {
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  app.cancelReplies = 0;
+}
+
+async function start() {
+  ui.start.disabled = true;
+  // Messages of a job cancelled just now may still be on their way; let them pass first.
+  await cancelsAnswered();
+  clearMessages();
+  resetResult();
+  app.acceptJobData = true;
+  setPhase("uploading");
+  for (const photo of photos.photos) photos.setStatus(photo, "ready");
+  setStage(`Uploading ${photos.size} photos…`, 0);
+  if (app.serverUploadOpen) {
+    // Photos of an earlier attempt are still on the server; start from none.
+    app.cancelReplies += 1;
+    connection.send({ type: "cancel" });
+    app.serverUploadOpen = false;
+  }
+  upload = new Upload(connection, photos, app.limits.max_photo_mb ?? Infinity);
+  let saved;
+  try {
+    const progress = setInterval(() => {
+      const done = photos.photos.filter((p) => ["saved", "refused"].includes(p.status)).length;
+      if (app.phase === "uploading") setStage(`Uploading photos: ${done} of ${photos.size}…`, done / photos.size);
+    }, 200);
+    try {
+      saved = await upload.run();
+    } finally {
+      clearInterval(progress);
+    }
+  } catch (error) {
+    upload = null;
+    if (app.phase === "uploading") failJob(`The upload stopped: ${error.message}.`);
+    return;
+  }
+  upload = null;
+  if (app.phase !== "uploading") return; // cancelled meanwhile
+  if (saved.length < MIN_PHOTOS) {
+    failJob(
+      `Only ${saved.length} photo${saved.length === 1 ? " was" : "s were"} accepted; at least ` +
+        `${MIN_PHOTOS} are needed. Remove the refused ones, add more photos and press Start again.`,
+    );
+    return;
+  }
+  setPhase("queued");
+  setStage("Starting the reconstruction…", null);
+  connection.send({ type: "upload_complete", count: saved.length });
+}
+
+function cancel() {
+  // The server answers every cancel with one "cancelled", after the last message of the job.
+  app.cancelReplies += 1;
+  connection.send({ type: "cancel" });
+  app.serverUploadOpen = false;
+  if (upload) upload.abort();
+  app.acceptJobData = false;
+  setPhase("failed");
+  setStage("Cancelled.", 0);
+}
+
+function failJob(text) {
+  app.acceptJobData = false;
+  setPhase("failed");
+  setStage("The reconstruction did not finish.", 0);
+  showMessage(text);
+}
+
+function completeJob(totalPoints, downloads) {
+  app.acceptJobData = false;
+  app.totalPoints = totalPoints;
+  setPhase("done");
+  const received = app.pointsReceived;
+  setStage(
+    `Done: ${Number(totalPoints ?? received).toLocaleString()} points from ` +
+      `${app.cameras || "the"} cameras.`,
+    1,
+  );
+  if (totalPoints !== undefined && totalPoints !== received) {
+    showMessage(`The server reported ${totalPoints} points but ${received} arrived.`, "warning");
+  }
+  app.downloads = downloads;
+  showDownloads(ui.downloads, ui.downloadList, downloads);
+  controls.choosePointSize(ui.viewport.clientHeight);
+  if (app.jobId) history.replaceState(null, "", `#job=${app.jobId}`);
+}
+
+function resetResult() {
+  view.clear();
+  app.jobId = null;
+  app.downloads = {};
+  app.framesReceived = 0;
+  app.binaryFrames = 0;
+  app.jsonMessages = 0;
+  app.pointsReceived = 0;
+  app.bytesReceived = 0;
+  app.totalPoints = null;
+  app.cameras = 0;
+  app.frameLog = [];
+  app.framesInRenders = 0;
+  showDownloads(ui.downloads, ui.downloadList, {});
+  controls.reset();
+  updateStats();
+  if (location.hash) history.replaceState(null, "", location.pathname);
+}
+
+function newScan() {
+  clearMessages();
+  photos.clear();
+  resetResult();
+  setPhase(app.online ? "idle" : "connecting");
+}
+
+/** Mark the photos the engine could not place, and say why. */
+function showDropped(dropped) {
+  if (dropped.length === 0) return;
+  for (const { name, reason } of dropped) {
+    const photo = photos.photos.find((p) => p.name === name);
+    if (photo) photos.setStatus(photo, "dropped", 1, reason);
+  }
+  const reasons = [...new Set(dropped.map((d) => d.reason))];
+  const total = app.cameras + dropped.length;
+  showMessage(
+    `${dropped.length} of ${total} photos could not be placed in the scene: ${reasons.join("; ")}. ` +
+      "Photos that overlap more with their neighbours help.",
+    "warning",
+  );
+}
+
+/** Show a job made earlier again (the page was reloaded at /#job=<id>), read over REST. */
+async function resumeJob(jobId) {
+  const { job, frames, cameras } = await loadFinishedJob(jobId, (running) => {
+    setStage(`${STAGE_NAMES[running.stage] ?? running.stage ?? "Working"}…`, running.fraction);
+  });
+  clearMessages();
+  resetResult();
+  app.acceptJobData = true;
+  app.jobId = jobId;
+  for (const frame of frames) {
+    app.binaryFrames += 1;
+    addFrame(frame);
+  }
+  app.cameras = cameras.length;
+  view.setCameras(cameras);
+  completeJob(job.num_points, job.downloads ?? {});
+}
+
+function resumeJobWhenOnline(jobId) {
+  const onOpen = () => {
+    connection.removeEventListener("open", onOpen);
+    resumeJob(jobId).catch((error) => showMessage(`Could not show the job: ${error.message}.`));
+  };
+  connection.addEventListener("open", onOpen);
+}
+
+// ---------------------------------------------------------------- buttons, picking and dropping
+
+ui.start.addEventListener("click", () => start());
+ui.cancel.addEventListener("click", () => cancel());
+ui.newScan.addEventListener("click", () => newScan());
+
+function addPhotos(files) {
+  if (isBusy()) {
+    showMessage("Photos cannot be added while a reconstruction runs.", "warning");
+    return;
+  }
+  if (app.phase === "done") newScan();
+  photos.add(files);
+  if (app.phase === "failed") setPhase("idle");
+}
+
+listenForFiles(ui.fileInput, ui.dropzone, addPhotos, isBusy);
+
+// ---------------------------------------------------------------- start
+
+showDownloads(ui.downloads, ui.downloadList, {});
+controls.reset();
+updateStats();
+setPhase("connecting");
+connection.connect();
+const resumeId = new URLSearchParams(location.hash.slice(1)).get("job");
+if (resumeId) resumeJobWhenOnline(resumeId);

@@ -1,0 +1,40 @@
+// What the page tells people: the stage line with its progress bar, and a list of messages
+// (errors stay until dismissed; information fades).
+
+export class Notices {
+  constructor({ list, stageText, stageBar }) {
+    this.list = list;
+    this.stageText = stageText;
+    this.stageBar = stageBar;
+    this.log = []; // every message shown: {level, text}
+  }
+
+  /** Show a message; level is "error", "warning" or "info". */
+  say(text, level = "error") {
+    this.log.push({ level, text });
+    const item = document.createElement("div");
+    item.className = `message ${level}`;
+    const body = document.createElement("span");
+    body.textContent = text;
+    const close = document.createElement("button");
+    close.type = "button";
+    close.className = "close";
+    close.textContent = "×";
+    close.setAttribute("aria-label", "Dismiss");
+    close.addEventListener("click", () => item.remove());
+    item.append(body, close);
+    this.list.appendChild(item);
+    if (level === "info") setTimeout(() => item.remove(), 8000);
+  }
+
+  clear() {
+    this.list.replaceChildren();
+  }
+
+  /** The stage line: a sentence and a fraction done (null: working, amount unknown). */
+  stage(text, fraction = null) {
+    this.stageText.textContent = text;
+    this.stageBar.parentElement.classList.toggle("indeterminate", fraction === null);
+    this.stageBar.style.width = fraction === null ? "100%" : `${Math.round(100 * fraction)}%`;
+  }
+}
