@@ -134,16 +134,7 @@ def evaluate_command(
         print(f"error: not in {photos_dir}: {', '.join(missing)}", file=sys.stderr)
         return 2
     photos = [Photo(files[_key(cam.name)].name, files[_key(cam.name)]) for cam in truth]
-    engine = create_engine(
-        settings.engine,
-        weights=settings.weights,
-        device=settings.device,
-        dtype=settings.dtype,
-        image_size=settings.image_size,
-        min_confidence=settings.min_confidence,
-        max_points_per_view=settings.max_points_per_view,
-        colmap_max_image_px=settings.colmap_max_image_px,
-    )
+    engine = create_engine(settings.engine, **settings.engine_options())
     start, cpu_start = time.perf_counter(), _cpu_s()
     reconstruction, error = None, None
     try:

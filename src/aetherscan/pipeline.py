@@ -90,16 +90,7 @@ def reconstruct_command(
         return 2
     bar = _ProgressBar()
     try:
-        engine = create_engine(
-            settings.engine,
-            weights=settings.weights,
-            device=settings.device,
-            dtype=settings.dtype,
-            image_size=settings.image_size,
-            min_confidence=settings.min_confidence,
-            max_points_per_view=settings.max_points_per_view,
-            colmap_max_image_px=settings.colmap_max_image_px,
-        )
+        engine = create_engine(settings.engine, **settings.engine_options())
         result = engine.reconstruct(found, bar)
     except EngineError as exc:
         bar.close()

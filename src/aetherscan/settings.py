@@ -7,7 +7,7 @@ reads the environment at import time, and tests build their own.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -52,3 +52,15 @@ class Settings(BaseSettings):
     max_queue_length: int = 32
     idle_timeout_s: float = 600.0
     result_ttl_hours: float = 24.0 * 7
+
+    def engine_options(self) -> dict[str, Any]:
+        """The keyword arguments of ``aetherscan.engines.create_engine`` besides the name."""
+        return {
+            "weights": self.weights,
+            "device": self.device,
+            "dtype": self.dtype,
+            "image_size": self.image_size,
+            "min_confidence": self.min_confidence,
+            "max_points_per_view": self.max_points_per_view,
+            "colmap_max_image_px": self.colmap_max_image_px,
+        }

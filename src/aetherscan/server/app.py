@@ -91,16 +91,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
 
 
 def build_engine(settings: Settings) -> Engine:
-    return create_engine(
-        settings.engine,
-        weights=settings.weights,
-        device=settings.device,
-        dtype=settings.dtype,
-        image_size=settings.image_size,
-        min_confidence=settings.min_confidence,
-        max_points_per_view=settings.max_points_per_view,
-        colmap_max_image_px=settings.colmap_max_image_px,
-    )
+    return create_engine(settings.engine, **settings.engine_options())
 
 
 def server_config(app: FastAPI, settings: Settings, **options: object) -> uvicorn.Config:
