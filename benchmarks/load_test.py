@@ -1,7 +1,7 @@
 """Load test: many WebSocket clients at once, each uploading real photos and reconstructing with
 the COLMAP engine, against a real ``aetherscan serve`` process on loopback.
 
-    PYTHONPATH=src python benchmarks/load_test.py [--clients 20] [--photos 3] [--rounds 4]
+    PYTHONPATH=src python benchmarks/load_test.py [--clients 20] [--photos 3] [--rounds 8]
 
 Each client sends the first photos of tests/fixtures/flowerpot (the run of three that COLMAP
 places at these small sizes; most others it cannot), with the blue of every pixel raised by the
