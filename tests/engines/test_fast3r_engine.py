@@ -269,7 +269,7 @@ def test_bad_options_are_refused():
     with pytest.raises(EngineError, match="unknown device"):
         Fast3REngine(ExactPointmaps(), device="gpu0")
     with pytest.raises(EngineError, match="dtype"):
-        Fast3REngine(ExactPointmaps(), device="cpu", dtype="int8")
+        Fast3REngine(ExactPointmaps(), device="cpu", dtype="int4")
     if not torch.cuda.is_available():
         with pytest.raises(EngineError, match="no CUDA"):
             Fast3REngine(ExactPointmaps(), device="cuda")
