@@ -39,6 +39,8 @@ from aetherscan.reconstruction import DroppedPhoto, PointCloud, Reconstruction, 
 
 log = logging.getLogger(__name__)
 
+# The worker's environment names its parent, so that it ends when the parent dies.
+PARENT_PID_VARIABLE = "AETHERSCAN_WORKER_PARENT_PID"
 DENSIFY_END = 0.95  # share of the job done when dense stereo ends (the child ends at 0.65)
 SFM_END = 0.65
 LOG_TAIL_LINES = 3
@@ -128,6 +130,7 @@ class ColmapEngine:
         # glog would also write three log files per run into the system's temp folder, left
         # there for ever; to stderr, its lines land in colmap.log, removed with the work folder.
         env["GLOG_logtostderr"] = "1"
+        env[PARENT_PID_VARIABLE] = str(os.getpid())  # the worker ends when this process dies
         log_path = work / "colmap.log"
         stage = "load"
         outcome: dict | None = None

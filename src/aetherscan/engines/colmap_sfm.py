@@ -27,6 +27,7 @@ import math
 import os
 import resource
 import sys
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -36,6 +37,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from aetherscan.engines.colmap import PARENT_PID_VARIABLE
 from aetherscan.photos import PhotoError, open_photo
 
 # Below this many photos every pair is matched: the pruned plan would not save pairs.
@@ -761,7 +763,22 @@ def _poses_agree(a, b, scene_size: float) -> bool:
     return bool(angle < MAX_JOIN_ROTATION_DEG and distance < MAX_JOIN_CENTRE_REL * scene_size)
 
 
+def _exit_with_parent(poll_s: float = 1.0) -> None:
+    """End this worker as soon as the process that started it is gone (killed with SIGKILL, say),
+    instead of computing for nobody until its next message fails. The parent names itself in
+    PARENT_PID_VARIABLE, so a parent that died while this process was still starting counts too."""
+    parent = int(os.environ.get(PARENT_PID_VARIABLE, os.getppid()))
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(poll_s)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
 def main(argv: list[str]) -> int:
+    _exit_with_parent()
     # Keep the protocol stream for ourselves; whatever C++ prints to stdout lands on stderr.
     channel = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)
