@@ -96,7 +96,7 @@ def export(
 
 
 def export_file(
-    reconstruction: Reconstruction, path: Path, photos: Mapping[str, Path] | None = None
+    reconstruction: Reconstruction, path: Path | str, photos: Mapping[str, Path] | None = None
 ) -> Path:
     """Write the format that ``path`` names: .ply, .glb, .zip (everything), transforms.json
     (nerfstudio, beside its photos), any other .json (cameras.json), or a path without a
