@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from aetherscan.engines.densify import DensifyOptions, densify
-from aetherscan.geometry.rectification import opencv_intrinsics
+from aetherscan.geometry.camera import colmap_K_to_opencv_K
 
 # Tolerances, relative to the depth of a point (the scene is about 4 units away).
 MEDIAN_SURFACE_ERROR = 0.003
@@ -55,7 +55,7 @@ class Plane:
             ],
             axis=1,
         )
-        H = opencv_intrinsics(K) @ columns
+        H = colmap_K_to_opencv_K(K) @ columns
         size = (image.shape[1], image.shape[0])
         paint = cv2.warpPerspective(self.texture, H, size, flags=cv2.INTER_LINEAR)
         mask = cv2.warpPerspective(np.full((h, w), 255, np.uint8), H, size, flags=cv2.INTER_LINEAR)
@@ -211,7 +211,7 @@ def test_points_lie_on_the_true_surfaces(scene: Scene, dense: Dense) -> None:
 def test_points_are_not_duplicated_across_views(scene: Scene, dense: Dense) -> None:
     # Project everything into the middle view: a surface covered once gives about one point per
     # pixel; near-copies from several views would pile up several per pixel.
-    K, pose = opencv_intrinsics(scene.K[2]), scene.poses[2]
+    K, pose = colmap_K_to_opencv_K(scene.K[2]), scene.poses[2]
     cam = dense.xyz @ pose[:3, :3].T + pose[:3, 3]
     pixel = np.rint(cam[:, :2] / cam[:, 2:] * np.diag(K)[:2] + K[:2, 2]).astype(int)
     height, width = scene.images[2].shape[:2]
@@ -227,7 +227,7 @@ def test_depth_maps_agree_with_the_points(scene: Scene, dense: Dense) -> None:
     for (xyz, _, _, depth), K, pose in zip(dense.result, scene.K, scene.poses, strict=True):
         assert depth is not None
         cam = xyz.astype(np.float64) @ pose[:3, :3].T + pose[:3, 3]
-        K_cv = opencv_intrinsics(K)
+        K_cv = colmap_K_to_opencv_K(K)
         pixel = np.rint(cam[:, :2] / cam[:, 2:] * np.diag(K_cv)[:2] + K_cv[:2, 2]).astype(int)
         np.testing.assert_allclose(depth[pixel[:, 1], pixel[:, 0]], cam[:, 2], rtol=1e-4)
 

@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from aetherscan.geometry.camera import (
+    colmap_K_to_opencv_K,
     crop_K_to_photo_K,
     intrinsics_matrix,
     invert_pose,
@@ -63,6 +64,7 @@ def test_opencv_K_to_colmap_K_moves_the_principal_point_half_a_pixel():
     K = intrinsics_matrix(100.0, 32.0, 24.0)
     np.testing.assert_array_equal(opencv_K_to_colmap_K(K)[:2, 2], [32.5, 24.5])
     np.testing.assert_array_equal(opencv_K_to_colmap_K(K)[[0, 1], [0, 1]], [100.0, 100.0])
+    np.testing.assert_array_equal(colmap_K_to_opencv_K(opencv_K_to_colmap_K(K)), K)
 
 
 @pytest.mark.parametrize(

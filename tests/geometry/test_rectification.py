@@ -5,11 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from aetherscan.geometry.rectification import (
-    camera_center,
-    opencv_intrinsics,
-    rectify_pair,
-)
+from aetherscan.geometry.camera import camera_center, colmap_K_to_opencv_K
+from aetherscan.geometry.rectification import rectify_pair
 
 ROW_TOLERANCE_PX = 1e-6
 DEPTH_RELATIVE_TOLERANCE = 1e-9
@@ -61,8 +58,8 @@ def test_matches_share_a_row_and_disparity_gives_depth(src_center, roll_deg) -> 
     target = np.array([0.0, 0.0, 5.0])
     ref_pose = look_at(np.zeros(3), target)
     src_pose = look_at(np.array(src_center), target, roll_deg)
-    K_ref = opencv_intrinsics(intrinsics(500.0, 640, 480))
-    K_src = opencv_intrinsics(intrinsics(420.0, 480, 640))
+    K_ref = colmap_K_to_opencv_K(intrinsics(500.0, 640, 480))
+    K_src = colmap_K_to_opencv_K(intrinsics(420.0, 480, 640))
     points = target + rng.uniform(-1, 1, (50, 3))
 
     rect = rectify_pair(K_ref, ref_pose, (640, 480), src_pose)
@@ -85,7 +82,7 @@ def test_matches_share_a_row_and_disparity_gives_depth(src_center, roll_deg) -> 
 def test_reference_image_fits_the_rectified_image() -> None:
     ref_pose = look_at(np.zeros(3), np.array([0.0, 0.0, 5.0]))
     src_pose = look_at(np.array([1.0, 0.0, 0.5]), np.array([0.0, 0.0, 5.0]))
-    K = opencv_intrinsics(intrinsics(500.0, 640, 480))
+    K = colmap_K_to_opencv_K(intrinsics(500.0, 640, 480))
     rect = rectify_pair(K, ref_pose, (640, 480), src_pose)
     assert rect is not None
     H_ref, _ = rect.homographies(K, K)
@@ -97,13 +94,13 @@ def test_reference_image_fits_the_rectified_image() -> None:
 
 def test_no_rectification_without_a_baseline() -> None:
     pose = look_at(np.zeros(3), np.array([0.0, 0.0, 5.0]))
-    K = opencv_intrinsics(intrinsics(500.0, 640, 480))
+    K = colmap_K_to_opencv_K(intrinsics(500.0, 640, 480))
     assert rectify_pair(K, pose, (640, 480), pose) is None
 
 
-def test_opencv_intrinsics_moves_the_principal_point_half_a_pixel() -> None:
+def test_colmap_K_to_opencv_K_moves_the_principal_point_half_a_pixel() -> None:
     K = intrinsics(500.0, 640, 480)
-    np.testing.assert_allclose(opencv_intrinsics(K)[:2, 2], [319.5, 239.5])
+    np.testing.assert_allclose(colmap_K_to_opencv_K(K)[:2, 2], [319.5, 239.5])
     np.testing.assert_allclose(K[:2, 2], [320, 240])  # the input is left alone
 
 

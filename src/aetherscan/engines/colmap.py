@@ -34,6 +34,7 @@ import numpy as np
 
 import aetherscan
 from aetherscan.engines.base import EngineError, Observer, Photo
+from aetherscan.geometry.camera import colmap_K_to_opencv_K
 from aetherscan.photos import open_photo_array
 from aetherscan.reconstruction import DroppedPhoto, PointCloud, Reconstruction, View
 
@@ -243,8 +244,7 @@ class ColmapEngine:
             image = open_photo_array(work / "images" / meta["file"])
             K = sparse[f"{k}/K"]
             if meta["radial_k1"] != 0.0:
-                # OpenCV puts pixel centres on integers, COLMAP at +0.5.
-                K_cv = K - np.array([[0, 0, 0.5], [0, 0, 0.5], [0, 0, 0]])
+                K_cv = colmap_K_to_opencv_K(K)  # OpenCV: pixel centres on integers
                 image = cv2.undistort(image, K_cv, np.array([meta["radial_k1"], 0, 0, 0]))
             images.append(image)
             Ks.append(K)

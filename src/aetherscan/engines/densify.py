@@ -30,12 +30,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from aetherscan.geometry.rectification import (
-    Rectification,
-    camera_center,
-    opencv_intrinsics,
-    rectify_pair,
-)
+from aetherscan.geometry.camera import camera_center, colmap_K_to_opencv_K
+from aetherscan.geometry.rectification import Rectification, rectify_pair
 
 log = logging.getLogger(__name__)
 
@@ -220,7 +216,7 @@ def _prepare_views(
         gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
         textured = _local_deviation(gray, 7) >= min_texture
         views.append(
-            _View(rgb, gray, textured, opencv_intrinsics(K_work), np.asarray(pose, np.float64))
+            _View(rgb, gray, textured, colmap_K_to_opencv_K(K_work), np.asarray(pose, np.float64))
         )
     return views
 

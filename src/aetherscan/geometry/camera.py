@@ -5,14 +5,14 @@ the flip to the viewer's OpenGL axes happens in ``opencv_to_opengl`` and nowhere
 
 Two pixel conventions meet here. AetherScan's (and COLMAP's): pixel (0, 0) covers [0, 1) x [0, 1),
 so its centre is at (0.5, 0.5). OpenCV's (and Fast3R's focal and PnP code): the centre of pixel
-(0, 0) is at (0, 0). ``opencv_K_to_colmap_K`` moves intrinsics from the second to the first.
+(0, 0) is at (0, 0). ``opencv_K_to_colmap_K`` moves intrinsics from the second to the first,
+``colmap_K_to_opencv_K`` back.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-# diag(1, -1, -1): OpenCV camera axes (x right, y down, z forward) to OpenGL (x right, y up, z back).
 # A half turn about x: OpenCV camera axes (x right, y down, z forward) <-> OpenGL (x right, y up,
 # z back). Its own inverse.
 OPENCV_TO_OPENGL = np.diag([1.0, -1.0, -1.0, 1.0])
@@ -29,6 +29,14 @@ def opencv_K_to_colmap_K(K: np.ndarray) -> np.ndarray:
     out = np.array(K, np.float64)
     out[0, 2] += 0.5
     out[1, 2] += 0.5
+    return out
+
+
+def colmap_K_to_opencv_K(K: np.ndarray) -> np.ndarray:
+    """Intrinsics for pixel centres at +0.5 to intrinsics for pixel centres at integers."""
+    out = np.array(K, np.float64)
+    out[0, 2] -= 0.5
+    out[1, 2] -= 0.5
     return out
 
 
@@ -59,6 +67,12 @@ def photo_K_to_crop_K(
     out[0, :] = out[0, :] * sx - left * out[2, :]
     out[1, :] = out[1, :] * sy - top * out[2, :]
     return out
+
+
+def camera_center(cam_from_world: np.ndarray) -> np.ndarray:
+    """The camera's centre in world coordinates."""
+    R, t = cam_from_world[:3, :3], cam_from_world[:3, 3]
+    return -R.T @ t
 
 
 def invert_pose(pose: np.ndarray) -> np.ndarray:

@@ -1,7 +1,7 @@
 """Stereo rectification of two calibrated cameras: homographies that make epipolar lines rows.
 
 Pixel coordinates here follow OpenCV (the centre of pixel (0, 0) is at (0, 0)), the convention of
-``cv2.warpPerspective`` and ``cv2.remap``; ``opencv_intrinsics`` converts the project's
+``cv2.warpPerspective`` and ``cv2.remap``; ``geometry.camera.colmap_K_to_opencv_K`` converts the project's
 pixel-centre K (image centre at (W/2, H/2)) into it.
 
 Both rectified cameras share one rotation (``rect_from_world``): x along the baseline from the
@@ -16,12 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-
-def opencv_intrinsics(K: np.ndarray) -> np.ndarray:
-    """K with the pixel-centre convention (centre at W/2) -> K with OpenCV's (centre at W/2 - 0.5)."""
-    K_cv = np.array(K, np.float64)
-    K_cv[:2, 2] -= 0.5 * K_cv[2, 2]
-    return K_cv
+from aetherscan.geometry.camera import camera_center
 
 
 @dataclass(frozen=True)
@@ -104,11 +99,6 @@ class Rectification:
             self.baseline,
             self.source_shift_px + shift_px,
         )
-
-
-def camera_center(cam_from_world: np.ndarray) -> np.ndarray:
-    R, t = cam_from_world[:3, :3], cam_from_world[:3, 3]
-    return -R.T @ t
 
 
 def rectify_pair(
