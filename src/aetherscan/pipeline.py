@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import sys
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -99,9 +99,9 @@ def reconstruct_command(
     bar.close()
     paths = {photo.name: photo.path for photo in found}
     try:
-        written = [_export(result, output, "file", paths)]
+        written = [export_file(result, output, paths)]
         if cameras is not None:
-            written.append(_export(result, cameras, "cameras", paths))
+            written.append(export(result, "cameras", cameras))
     except ValueError as exc:
         print(f"aetherscan: {exc}", file=sys.stderr)
         return 2
@@ -136,11 +136,3 @@ class _ProgressBar(Observer):
 
     def close(self) -> None:
         self._bar.close()
-
-
-def _export(
-    reconstruction: Reconstruction, path: Path, kind: str, photos: Mapping[str, Path]
-) -> Path:
-    if kind == "cameras":
-        return export(reconstruction, "cameras", path)
-    return export_file(reconstruction, path, photos)
