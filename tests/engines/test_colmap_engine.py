@@ -159,7 +159,9 @@ def test_descriptor_votes_find_the_photos_that_share_features():
 @pytest.mark.slow
 def test_flowerpot_fixtures_give_sane_cameras_and_name_every_photo_left_out():
     photos = [Photo(p.name, p) for p in sorted(FLOWERPOT.glob("*.jpg"))]
-    rec = ColmapEngine(max_image_px=480).reconstruct(photos)
+    # One thread: multi-threaded matching and mapping place 3 to 5 of these photos from run to
+    # run; on one thread the result is the same every time (5 placed).
+    rec = ColmapEngine(max_image_px=480, num_threads=1).reconstruct(photos)
     placed = [v.name for v in rec.views]
     dropped = [d.name for d in rec.dropped]
     # Every photo is placed or reported, never both; each report says why.
