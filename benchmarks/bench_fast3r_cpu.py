@@ -80,6 +80,28 @@ def clock():
     out["wall"], out["cpu"] = time.perf_counter() - w, time.process_time() - c
 
 
+MODES = {
+    "fp32-direct": "fp32, direct convolutions",
+    "fp32": "fp32, Winograd head convolutions (the default)",
+    "int8": "dynamic int8 linears, Winograd head convolutions",
+    "bf16": "bf16 weights and activations",
+}
+
+
+def build(mode: str) -> Fast3R:
+    if mode not in MODES:
+        raise SystemExit(f"unknown mode {mode!r}; choose from {', '.join(MODES)}")
+    model = random_vitl_512()
+    model.winograd_convolutions = mode != "fp32-direct"
+    if mode == "int8":
+        from aetherscan.models.int8 import quantize_int8
+
+        quantize_int8(model)
+    elif mode == "bf16":
+        model.to(torch.bfloat16)
+    return model
+
+
 def load() -> str:
     one, five, _ = os.getloadavg()
     return f"load average {one:.2f} (1 min) {five:.2f} (5 min) on {os.cpu_count()} CPUs"
@@ -126,8 +148,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument(
         "--modes",
-        default="fp32,int8",
-        help="comma list of fp32, int8, bf16",
+        default="fp32-direct,fp32,int8",
+        help=f"comma list of {', '.join(MODES)}; errors are against the first",
     )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -139,27 +161,19 @@ def main() -> None:
     views = [
         torch.rand(1, 3, args.height, args.width, generator=g) * 2 - 1 for _ in range(args.views)
     ]
-    model = random_vitl_512()
     print(f"{args.views} views {args.width}x{args.height}")
-    modes = args.modes.split(",")
+    # The first mode run is the reference for the errors of the others.
     ref = None
-    if "fp32" in modes:
-        ref, wall = run(model, views, args.repeats, "fp32")
-        print(f"fp32: {wall:.2f} s")
-    if "int8" in modes:
-        from aetherscan.models.int8 import quantize_int8
-
-        qmodel = quantize_int8(random_vitl_512())
-        preds, wall = run(qmodel, views, args.repeats, "int8")
-        print(f"int8 (dynamic int8 linears): {wall:.2f} s")
-        if ref is not None:
+    for mode in args.modes.split(","):
+        model = build(mode)
+        preds, wall = run(model, views, args.repeats, mode)
+        print(f"{mode} ({MODES[mode]}): {wall:.2f} s")
+        if ref is None:
+            ref = preds
+            print(f"    (reference for the errors below: {mode})")
+        else:
             print(errors(preds, ref))
-        del qmodel
-    if "bf16" in modes:
-        preds, wall = run(model.to(torch.bfloat16), views, args.repeats, "bf16")
-        print(f"bf16 weights: {wall:.2f} s")
-        if ref is not None:
-            print(errors(preds, ref))
+        del model
 
 
 if __name__ == "__main__":

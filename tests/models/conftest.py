@@ -34,3 +34,17 @@ def reference_views(tiny_reference: dict[str, np.ndarray]):
         return [torch.from_numpy(tiny_reference[f"{case}_input_img_{i}"]) for i in range(count)]
 
     return views
+
+
+@pytest.fixture
+def nnpack_calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, ...]]:
+    """Input shapes of every NNPACK (Winograd) convolution call while the test runs."""
+    calls: list[tuple[int, ...]] = []
+    real = torch._nnpack_spatial_convolution
+
+    def spy(x, *args):
+        calls.append(tuple(x.shape))
+        return real(x, *args)
+
+    monkeypatch.setattr(torch, "_nnpack_spatial_convolution", spy)
+    return calls

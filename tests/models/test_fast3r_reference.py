@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from aetherscan.models import Fast3R
+from aetherscan.models import Fast3R, dpt
 from aetherscan.models.backbone import INFERENCE_ATTN_SCALE
 
 ATOL = 1e-5
@@ -100,16 +100,16 @@ def test_forward_returns_what_trace_computed(model: Fast3R, tiny_reference) -> N
 
 
 def test_chunking_and_batching_do_not_change_results(model: Fast3R, tiny_reference) -> None:
-    """Head chunks of one view and encoder chunks of one image agree with the batched pass."""
+    """Head chunks of 8 views and encoder chunks of one image agree with the default pass."""
     views = _views(tiny_reference, "A")
     ids = torch.arange(len(views)) * 7
     with torch.no_grad():
         batched = model(views, ids)
-        model.head_chunk_views, model.encoder_chunk_images = 1, 1
+        model.head_chunk_views, model.encoder_chunk_images = 8, 1
         try:
             chunked = model(views, ids)
         finally:
-            model.head_chunk_views, model.encoder_chunk_images = 8, 16
+            model.head_chunk_views, model.encoder_chunk_images = None, 16
     for a, b in zip(batched, chunked, strict=True):
         for key in OUTPUT_KEYS:
             torch.testing.assert_close(a[key], b[key], rtol=0, atol=ATOL)
@@ -125,6 +125,25 @@ def test_reference_attention_path_matches(model: Fast3R, tiny_reference) -> None
     for i in range(len(trace.preds)):
         for key in OUTPUT_KEYS:
             _close(trace.preds[i][key], ref[f"A_sequential_idx_{key}_{i}"], f"{key} {i}")
+
+
+def test_direct_convolutions_match_reference(model: Fast3R, tiny_reference, nnpack_calls) -> None:
+    """The heads' Winograd convolutions are on by default (the other tests run them: the last
+    head convolution works on 48x64 maps here); the direct ones agree too."""
+    ref = tiny_reference
+    _run(model, ref, "B", "random_idx")
+    assert model.winograd_convolutions
+    assert len(nnpack_calls) == 3 * 2 or not dpt.winograd_available()  # 3 views, 2 heads
+    nnpack_calls.clear()
+    model.winograd_convolutions = False
+    try:
+        trace = _run(model, ref, "B", "random_idx")
+    finally:
+        model.winograd_convolutions = True
+    assert nnpack_calls == []
+    for i in range(len(trace.preds)):
+        for key in OUTPUT_KEYS:
+            _close(trace.preds[i][key], ref[f"B_random_idx_{key}_{i}"], f"{key} {i}")
 
 
 def test_view_zero_defines_the_frame(model: Fast3R, tiny_reference) -> None:

@@ -7,11 +7,18 @@ h = H / patch, w = W / patch token grid.
 
 Module names follow the released checkpoint (``dpt.act_postprocess``, ``dpt.scratch``,
 ``dpt.head``) so its weights load unchanged.
+
+The 3x3 stride-1 convolutions carry most of the head's arithmetic. On the CPU in fp32 the large
+ones can run as Winograd F(6x6, 3x3) convolutions (NNPACK, part of PyTorch's CPU builds): 2 to 3
+times faster than the direct oneDNN kernels on maps of 48x64 pixels and more, with a relative
+error of a few 1e-5 per convolution (docs/benchmarks.md). ``Conv3x3.winograd`` turns it on per
+layer; ``Fast3R.winograd_convolutions`` sets it for the whole model.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import cache
 
 import torch
 import torch.nn.functional as F
@@ -23,13 +30,55 @@ def _upsample2x(x: Tensor) -> Tensor:
     return F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=True)
 
 
+# Below this many pixels per map the direct kernel wins (measured on 2 AVX2 cores: 12x16 and
+# 24x32 maps are faster direct, 48x64 and larger faster as Winograd).
+WINOGRAD_MIN_PIXELS = 2048
+
+
+@cache
+def winograd_available() -> bool:
+    """Whether this PyTorch build has NNPACK. The first call also initialises NNPACK."""
+    return hasattr(torch, "_nnpack_spatial_convolution") and bool(torch._nnpack_available())
+
+
+class Conv3x3(nn.Conv2d):
+    """3x3 convolution, stride 1, padding 1 (same size out), with an optional Winograd path.
+
+    The Winograd path runs only where it applies and pays (CPU, fp32, no gradient wanted, NNPACK
+    present, maps of at least ``WINOGRAD_MIN_PIXELS``); anywhere else the layer is an ordinary
+    ``nn.Conv2d``, so GPU and bf16 runs and the state dict are unchanged.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, *, bias: bool = True) -> None:
+        super().__init__(in_channels, out_channels, kernel_size=3, padding=1, bias=bias)
+        self.winograd = False
+
+    def forward(self, x: Tensor) -> Tensor:
+        wants_grad = torch.is_grad_enabled() and (x.requires_grad or self.weight.requires_grad)
+        fits = (
+            x.device.type == "cpu"
+            and x.dtype == self.weight.dtype == torch.float32
+            and x.shape[-2] * x.shape[-1] >= WINOGRAD_MIN_PIXELS
+        )
+        if not (self.winograd and fits and not wants_grad and winograd_available()):
+            return super().forward(x)
+        # One image per call: NNPACK's batched algorithm is the training one, and 3x slower.
+        outs = [
+            torch._nnpack_spatial_convolution(
+                image[None].contiguous(), self.weight, self.bias, [1, 1], [1, 1]
+            )
+            for image in x
+        ]
+        return outs[0] if len(outs) == 1 else torch.cat(outs)  # (B, C_out, H, W)
+
+
 class ResidualConvUnit(nn.Module):
     """``x + conv2(relu(conv1(relu(x))))`` with 3x3 convs that keep C."""
 
     def __init__(self, channels: int) -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(channels, channels, kernel_size=3, padding=1)
-        self.conv2 = nn.Conv2d(channels, channels, kernel_size=3, padding=1)
+        self.conv1 = Conv3x3(channels, channels)
+        self.conv2 = Conv3x3(channels, channels)
 
     def forward(self, x: Tensor) -> Tensor:
         out = self.conv1(F.relu(x))
@@ -66,12 +115,12 @@ class Scratch(nn.Module):
     def __init__(self, layer_dims: Sequence[int], feature_dim: int) -> None:
         super().__init__()
         for i, dim in enumerate(layer_dims, start=1):
-            conv = nn.Conv2d(dim, feature_dim, kernel_size=3, padding=1, bias=False)
+            conv = Conv3x3(dim, feature_dim, bias=False)
             self.add_module(f"layer{i}_rn", conv)
         for i in range(1, 5):
             self.add_module(f"refinenet{i}", FusionBlock(feature_dim))
 
-    def layer_rn(self, i: int) -> nn.Conv2d:
+    def layer_rn(self, i: int) -> Conv3x3:
         return getattr(self, f"layer{i + 1}_rn")
 
     def refinenet(self, i: int) -> FusionBlock:
@@ -121,9 +170,9 @@ class DPTAdapter(nn.Module):
         self.scratch = Scratch(layer_dims, feature_dim)
         # The fused map sits at H/2 for patch 16 (token grid x8); the head brings it to H.
         self.head = nn.Sequential(
-            nn.Conv2d(feature_dim, feature_dim // 2, kernel_size=3, padding=1),
+            Conv3x3(feature_dim, feature_dim // 2),
             nn.Upsample(scale_factor=patch_size / 8, mode="bilinear", align_corners=True),
-            nn.Conv2d(feature_dim // 2, last_dim, kernel_size=3, padding=1),
+            Conv3x3(feature_dim // 2, last_dim),
             nn.ReLU(inplace=True),
             nn.Conv2d(last_dim, num_channels, kernel_size=1),
         )
@@ -152,7 +201,9 @@ class DPTHead(nn.Module):
 
     ``hooks`` index the list [encoder tokens, fusion block 1, ..., fusion block L (normed)].
     Views are processed ``chunk_views`` images at a time so that the head's memory, its largest
-    consumer, stays flat as the number of views grows.
+    consumer, stays flat as the number of views grows. ``None`` picks one image at a time on the
+    CPU (its kernels gain nothing from batches, and the Winograd path runs per image) and 8 on
+    accelerators.
     """
 
     def __init__(
@@ -165,7 +216,7 @@ class DPTHead(nn.Module):
         last_dim: int,
         patch_size: int,
         num_channels: int = 4,
-        chunk_views: int = 8,
+        chunk_views: int | None = None,
     ) -> None:
         super().__init__()
         self.hooks = tuple(hooks)
@@ -190,8 +241,9 @@ class DPTHead(nn.Module):
             raise ValueError(f"image size {H}x{W} is not a multiple of the patch size {patch}")
         grid_hw = (H // patch, W // patch)
         B = layers[0].shape[0]
+        chunk = self.chunk_views or (1 if layers[0].device.type == "cpu" else 8)
         chunks = [
-            self.dpt([t[start : start + self.chunk_views] for t in layers], grid_hw)
-            for start in range(0, B, self.chunk_views)
+            self.dpt([t[start : start + chunk] for t in layers], grid_hw)
+            for start in range(0, B, chunk)
         ]
         return torch.cat(chunks) if len(chunks) > 1 else chunks[0]  # (B, num_channels, H, W)

@@ -34,7 +34,7 @@ from aetherscan.models.backbone import (
     image_idx_table,
 )
 from aetherscan.models.blocks import Attention
-from aetherscan.models.dpt import DPTHead
+from aetherscan.models.dpt import Conv3x3, DPTHead
 
 # ---------------------------------------------------------------------------------- outputs
 
@@ -275,7 +275,8 @@ class Fast3R(nn.Module):
     """The Fast3R network. ``model(images)`` returns one dict of pointmaps per view.
 
     Knobs that change memory, not results: ``encoder_chunk_images`` (images per encoder batch)
-    and ``head_chunk_views`` (images per DPT head batch).
+    and ``head_chunk_views`` (images per DPT head batch). Knobs that pick kernels, with results
+    equal up to rounding: ``fused_attention`` and ``winograd_convolutions``.
     """
 
     def __init__(self, config: Fast3RConfig) -> None:
@@ -315,6 +316,7 @@ class Fast3R(nn.Module):
         # attn_implementation picked the original's GPU kernel; all of them compute the same
         # attention, so SDPA (which picks its own kernel) is used whatever the config says.
         self.fused_attention = True
+        self.winograd_convolutions = True
 
     # -- knobs
 
@@ -330,11 +332,24 @@ class Fast3R(nn.Module):
                 m.fused = fused
 
     @property
-    def head_chunk_views(self) -> int:
+    def winograd_convolutions(self) -> bool:
+        """True: the heads' 3x3 convolutions run as Winograd convolutions where that applies
+        (CPU, fp32; see ``dpt.Conv3x3``); False: direct convolutions everywhere."""
+        return all(m.winograd for m in self.modules() if isinstance(m, Conv3x3))
+
+    @winograd_convolutions.setter
+    def winograd_convolutions(self, winograd: bool) -> None:
+        for m in self.modules():
+            if isinstance(m, Conv3x3):
+                m.winograd = winograd
+
+    @property
+    def head_chunk_views(self) -> int | None:
+        """Images per DPT head batch; None: 1 on the CPU, 8 on accelerators."""
         return self.downstream_head.chunk_views
 
     @head_chunk_views.setter
-    def head_chunk_views(self, n: int) -> None:
+    def head_chunk_views(self, n: int | None) -> None:
         for head in self._heads().values():
             head.chunk_views = n
 
