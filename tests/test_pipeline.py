@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import numpy as np
 import pytest
@@ -109,10 +110,12 @@ def test_reconstruct_api_builds_engines_by_name(photo_folder, monkeypatch):
     assert seen == {"name": "fast3r", "image_size": 224, "min_confidence": 2.0}
 
 
+@pytest.mark.parametrize("terminal", [True, False], ids=["bar-on-a-terminal", "lines-in-a-log"])
 def test_cli_reconstruct_writes_ply_cameras_and_progress(
-    photo_folder, tmp_path, monkeypatch, capsys
+    photo_folder, tmp_path, monkeypatch, capsys, terminal
 ):
     seen = {}
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: terminal)
 
     def fake_create_engine(name, **options):
         seen.update(options, name=name)
@@ -151,6 +154,7 @@ def test_cli_reconstruct_writes_ply_cameras_and_progress(
     assert np.asarray(document["cameras"][2]["cam_from_world"])[0, 3] == 2
     err = capsys.readouterr().err
     assert "100%" in err and "3 cameras, 15 points" in err and "x.jpg: made up" in err
+    assert ("\r" in err) == terminal  # tqdm redraws its line; the log only appends lines
 
 
 def test_cli_reconstruct_reports_refusals(photo_folder, tmp_path, monkeypatch, capsys):
@@ -165,3 +169,21 @@ def test_cli_reconstruct_reports_refusals(photo_folder, tmp_path, monkeypatch, c
     (tmp_path / "empty").mkdir()
     assert main(["reconstruct", str(tmp_path / "empty")]) == 2
     assert "no photos found" in capsys.readouterr().err
+
+
+def test_progress_log_prints_a_line_per_stage_and_throttles_within_one(capsys, monkeypatch):
+    clock = iter([0.0, 1.0, 2.0, 7.5, 8.0, 8.1])
+    monkeypatch.setattr(pipeline.time, "monotonic", lambda: next(clock))
+    log = pipeline._ProgressLog(interval_s=5.0)
+    log.progress("load", 0.0, "decoding 3 photos")  # t=0: new stage
+    log.progress("load", 0.05, "decoded 1 of 3")  # t=1: throttled
+    log.progress("load", 0.08, "decoded 2 of 3")  # t=2: throttled
+    log.progress("load", 0.1, "decoded 3 of 3")  # t=7.5: interval passed
+    log.progress("features", 0.2)  # t=8: new stage
+    log.progress("done", 1.0, "3 photos placed")  # t=8.1: new stage
+    assert capsys.readouterr().err.splitlines() == [
+        "     load   0%  decoding 3 photos",
+        "     load  10%  decoded 3 of 3",
+        " features  20%",
+        "     done 100%  3 photos placed",
+    ]

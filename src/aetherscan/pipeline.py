@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
@@ -88,7 +89,7 @@ def reconstruct_command(
     if not found:
         print("aetherscan: no photos found in " + ", ".join(map(str, photos)), file=sys.stderr)
         return 2
-    bar = _ProgressBar()
+    bar = _ProgressBar() if sys.stderr.isatty() else _ProgressLog()
     try:
         engine = create_engine(settings.engine, **settings.engine_options())
         result = engine.reconstruct(found, bar)
@@ -136,3 +137,24 @@ class _ProgressBar(Observer):
 
     def close(self) -> None:
         self._bar.close()
+
+
+class _ProgressLog(Observer):
+    """Progress as plain lines, for a stderr that is a file or a pipe (logs, CI): a line when
+    the stage changes, and within a stage at most one every ``interval_s`` seconds."""
+
+    def __init__(self, interval_s: float = 5.0) -> None:
+        self._interval_s = interval_s
+        self._stage = ""
+        self._last_line_s = 0.0
+
+    def progress(self, stage: str, fraction: float, message: str = "") -> None:
+        now = time.monotonic()
+        if stage == self._stage and now - self._last_line_s < self._interval_s:
+            return
+        self._stage, self._last_line_s = stage, now
+        percent = round(min(max(fraction, 0.0), 1.0) * 100)
+        print(f"{stage:>9} {percent:3d}%  {message}".rstrip(), file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        pass
