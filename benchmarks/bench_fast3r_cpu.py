@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import resource
 import time
 from collections import defaultdict
 from contextlib import contextmanager
@@ -167,7 +168,8 @@ def main() -> None:
     for mode in args.modes.split(","):
         model = build(mode)
         preds, wall = run(model, views, args.repeats, mode)
-        print(f"{mode} ({MODES[mode]}): {wall:.2f} s")
+        peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
+        print(f"{mode} ({MODES[mode]}): {wall:.2f} s, process peak RSS so far {peak_gib:.1f} GiB")
         if ref is None:
             ref = preds
             print(f"    (reference for the errors below: {mode})")
