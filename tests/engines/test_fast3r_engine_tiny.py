@@ -16,7 +16,7 @@ import pytest
 import torch
 from PIL import Image
 
-from aetherscan.engines.base import EngineError, Observer, Photo
+from aetherscan.engines.base import Cancelled, EngineError, Observer, Photo
 from aetherscan.engines.fast3r import Fast3REngine
 from aetherscan.geometry.camera import is_rigid
 from aetherscan.models.preprocess import plan_crop
@@ -151,3 +151,50 @@ def test_int8_is_refused_on_a_gpu_device(tiny_weights):
 
     with pytest.raises(EngineError, match="CPU mode"):
         resolve_dtype("int8", torch.device("cuda"))
+
+
+class ProgressLog(Observer):
+    """Keeps every (stage, fraction, message); raises Cancelled at the first report whose
+    message contains ``cancel_at``."""
+
+    def __init__(self, cancel_at: str | None = None):
+        self.reports: list[tuple[str, float, str]] = []
+        self.cancel_at = cancel_at
+
+    def progress(self, stage, fraction, message=""):
+        self.reports.append((stage, fraction, message))
+        if self.cancel_at is not None and self.cancel_at in message:
+            raise Cancelled("stop")
+
+
+def test_progress_moves_during_the_forward_pass(tiny_weights, photos):
+    engine = Fast3REngine(tiny_weights, device="cpu", image_size=224, seed=0)
+    log = ProgressLog()
+    engine.reconstruct(photos, log)
+    inference = [(f, m) for stage, f, m in log.reports if stage == "inference"]
+    fractions = [f for f, _ in inference]
+    assert fractions == sorted(fractions)
+    # The stage spans 0.1 to 0.7 of the job; the hooks cover it end to end.
+    assert fractions[0] == pytest.approx(0.1) and fractions[-1] == pytest.approx(0.7)
+    messages = [m for _, m in inference]
+    depth = engine.model.config.decoder.depth
+    assert any("encoding 3 photos" in m for m in messages)
+    assert any(f"block {depth} of {depth}" in m for m in messages)
+    assert "pointmaps of 3 photos" in messages[-1]
+    # Reports are throttled to 1 % of the pass, but every stage change is reported.
+    assert len(inference) <= 1 + 100 + 3
+    assert all(not h for h in _forward_hooks(engine.model))  # removed after the pass
+
+
+def test_cancelled_inside_the_forward_pass_stops_it_and_removes_the_hooks(tiny_weights, photos):
+    engine = Fast3REngine(tiny_weights, device="cpu", image_size=224, seed=0)
+    log = ProgressLog(cancel_at="block 1 of")
+    with pytest.raises(Cancelled):
+        engine.reconstruct(photos, log)
+    assert "block 1 of" in log.reports[-1][2]  # nothing ran after the cancel: no heads
+    assert all(not h for h in _forward_hooks(engine.model))
+    assert len(engine.reconstruct(photos).views) >= 1  # the engine still works
+
+
+def _forward_hooks(model: torch.nn.Module) -> list[dict]:
+    return [m._forward_hooks for m in model.modules()]

@@ -169,7 +169,7 @@ class Fast3REngine:
 
         clock = time.perf_counter()
         observer.progress("inference", _STAGE_START["inference"], f"Fast3R on {len(inputs)} photos")
-        maps = self._infer([x.image for x in inputs])
+        maps = self._infer([x.image for x in inputs], observer)
         timings["inference"] = time.perf_counter() - clock
 
         clock = time.perf_counter()
@@ -240,9 +240,14 @@ class Fast3REngine:
             )
         return inputs, kept, dropped
 
-    def _infer(self, images: list[torch.Tensor]) -> list[_ViewMaps]:
+    def _infer(self, images: list[torch.Tensor], observer: Observer) -> list[_ViewMaps]:
         images = [image.to(self.device) for image in images]
-        with torch.inference_mode(), _autocast(self.device, self.dtype), _seeded(self.seed):
+        with (
+            torch.inference_mode(),
+            _autocast(self.device, self.dtype),
+            _seeded(self.seed),
+            _ForwardProgress(self.model, images, observer),
+        ):
             preds = self.model(images)
         if len(preds) != len(images):
             raise EngineError(f"the model returned {len(preds)} views for {len(images)} photos")
@@ -356,6 +361,88 @@ class Fast3REngine:
             depth_confidence=maps.local_conf.astype(np.float32),
             depth_K=depth_K,
         )
+
+
+class _ForwardProgress:
+    """Progress inside the forward pass, from hooks on the network's blocks, so that a long pass
+    (minutes on a CPU) moves the bar and can be cancelled between blocks (the observer's
+    ``Cancelled`` ends the pass).
+
+    Each encoder block, fusion block and head chunk adds its share of an estimate of the pass's
+    arithmetic: per token a transformer block costs 12 C^2 in its linears plus 2 T C in attention
+    over T tokens, and a view's two heads cost about 0.45 of its encoder (measured on the CPU,
+    docs/benchmarks.md). A model that is not our ``Fast3R`` gets no hooks.
+    """
+
+    HEADS_PER_ENCODER = 0.45
+    MIN_STEP = 0.01  # of the pass, between two reports
+
+    def __init__(self, model: torch.nn.Module, images: list[torch.Tensor], observer: Observer):
+        from aetherscan.models import Fast3R
+
+        self.observer = observer
+        self.handles: list[Any] = []
+        self.done = self.reported = 0.0
+        self.stage = ""
+        self.views = len(images)
+        self.total = 0.0
+        if not isinstance(model, Fast3R):
+            return
+        enc, dec = model.config.encoder, model.config.decoder
+        batch, patch = images[0].shape[0], enc.patch_size
+        tokens = [(img.shape[2] // patch) * (img.shape[3] // patch) for img in images]  # a view
+        self.enc_dim, self.enc_depth = enc.embed_dim, enc.depth
+        self.dec_done, self.dec_depth = 0, dec.depth
+        self.fusion_block = batch * self._block_cost(sum(tokens), dec.embed_dim)
+        heads = model._heads()
+        self.head_share = self.HEADS_PER_ENCODER / len(heads)
+        encoder_total = batch * sum(enc.depth * self._block_cost(n, enc.embed_dim) for n in tokens)
+        self.total = (1 + self.HEADS_PER_ENCODER) * encoder_total + dec.depth * self.fusion_block
+        for block in model.encoder.enc_blocks:
+            self.handles.append(block.register_forward_hook(self._encoder_block))
+        for block in model.decoder.dec_blocks:
+            self.handles.append(block.register_forward_hook(self._fusion_block))
+        for head in heads.values():
+            self.handles.append(head.dpt.register_forward_hook(self._head_chunk))
+
+    @staticmethod
+    def _block_cost(tokens: int, dim: int) -> float:
+        return tokens * (12.0 * dim * dim + 2.0 * tokens * dim)
+
+    def _encoder_block(self, _module, args, _output) -> None:
+        x = args[0]  # (b, N, C) tokens of b images
+        self._advance("encoder", x.shape[0] * self._block_cost(x.shape[1], self.enc_dim))
+
+    def _fusion_block(self, _module, _args, _output) -> None:
+        self.dec_done += 1
+        self._advance("fusion", self.fusion_block)
+
+    def _head_chunk(self, _module, args, _output) -> None:
+        layers, (h, w) = args  # 4 x (b, N, C_i), the token grid
+        per_image = self.enc_depth * self._block_cost(h * w, self.enc_dim)
+        self._advance("heads", layers[0].shape[0] * self.head_share * per_image)
+
+    def _advance(self, stage: str, cost: float) -> None:
+        self.done = min(self.done + cost, self.total)
+        fraction = self.done / self.total
+        last = fraction > 1.0 - 1e-9  # the pass's end is always reported
+        if stage == self.stage and fraction - self.reported < self.MIN_STEP and not last:
+            return
+        self.stage, self.reported = stage, fraction
+        message = {
+            "encoder": f"Fast3R: encoding {self.views} photos",
+            "fusion": f"Fast3R: all photos attending to each other, block {self.dec_done} of "
+            f"{self.dec_depth}",
+            "heads": f"Fast3R: pointmaps of {self.views} photos",
+        }[stage]
+        self.observer.progress("inference", _stage_fraction("inference", fraction), message)
+
+    def __enter__(self) -> _ForwardProgress:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        for handle in self.handles:
+            handle.remove()
 
 
 def _load_model(weights: str | Path, device: torch.device) -> torch.nn.Module:
