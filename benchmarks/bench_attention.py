@@ -9,22 +9,12 @@ The fusion transformer's shapes (16 heads of 64) at the token counts of 2 and 8 
 from __future__ import annotations
 
 import argparse
-import time
 
 import torch
 import torch.nn.functional as F
+from timing import best_seconds
 
 HEADS, HEAD_DIM = 16, 64
-
-
-def best_s(fn, repeats: int = 2) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def chunked_attention(q, k, v, chunk: int = 256):
@@ -49,8 +39,8 @@ def main() -> None:
         q, k, v = (torch.randn(1, HEADS, n, HEAD_DIM) for _ in range(3))
         flop = 4 * HEADS * n * n * HEAD_DIM
         with torch.inference_mode():
-            sdpa = best_s(lambda: F.scaled_dot_product_attention(q, k, v))  # noqa: B023
-            plain = best_s(lambda: chunked_attention(q, k, v))  # noqa: B023
+            sdpa = best_seconds(lambda: F.scaled_dot_product_attention(q, k, v), 2)  # noqa: B023
+            plain = best_seconds(lambda: chunked_attention(q, k, v), 2)  # noqa: B023
             error = (chunked_attention(q, k, v) - F.scaled_dot_product_attention(q, k, v)).abs()
         print(
             f"{n} tokens: SDPA {sdpa:.3f} s ({flop / sdpa / 1e9:.0f} GFLOP/s), "

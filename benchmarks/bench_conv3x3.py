@@ -9,10 +9,10 @@ best of ``--repeats`` after a warm-up. This is what set ``dpt.WINOGRAD_MIN_PIXEL
 from __future__ import annotations
 
 import argparse
-import time
 
 import torch
 import torch.nn.functional as F
+from timing import best_seconds
 
 from aetherscan.models.dpt import WINOGRAD_MIN_PIXELS, winograd_available
 
@@ -31,16 +31,6 @@ HEAD_LAYERS = [
 ]
 
 
-def best_ms(fn, repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times) * 1e3
-
-
 def winograd(x, weight, bias):
     return torch._nnpack_spatial_convolution(x, weight, bias, [1, 1], [1, 1])
 
@@ -53,9 +43,9 @@ def time_layer(c_in: int, c_out: int, h: int, w: int, repeats: int) -> tuple[flo
     x_cl = x.contiguous(memory_format=torch.channels_last)
     w_cl = weight.contiguous(memory_format=torch.channels_last)
     with torch.inference_mode():
-        direct = best_ms(lambda: F.conv2d(x, weight, bias, padding=1), repeats)
-        last = best_ms(lambda: F.conv2d(x_cl, w_cl, bias, padding=1), repeats)
-        fast = best_ms(lambda: winograd(x, weight, bias), repeats)
+        direct = 1e3 * best_seconds(lambda: F.conv2d(x, weight, bias, padding=1), repeats)
+        last = 1e3 * best_seconds(lambda: F.conv2d(x_cl, w_cl, bias, padding=1), repeats)
+        fast = 1e3 * best_seconds(lambda: winograd(x, weight, bias), repeats)
         ref = F.conv2d(x, weight, bias, padding=1)
         error = float((winograd(x, weight, bias) - ref).abs().max() / ref.abs().max())
     return direct, last, fast, error
