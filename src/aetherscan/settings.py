@@ -39,6 +39,11 @@ class Settings(BaseSettings):
     port: int = 8000
     data_dir: Path = Path("data")
     cors_origins: list[str] = Field(default_factory=list)
+    forwarded_allow_ips: str = Field(
+        "127.0.0.1",
+        description="comma list of proxy addresses (or *) whose X-Forwarded-For names the "
+        "client, for the limits per client; others are the client themselves",
+    )
     web_dir: Path | None = Field(None, description="the viewer's files; default: web/ of the repo")
 
     # Limits: every refusal names the limit and its setting.

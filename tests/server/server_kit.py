@@ -196,8 +196,8 @@ class RunningServer:
         """The requests and WebSocket sessions the app is still running."""
         return len(self._server.server_state.tasks)
 
-    def connect(self) -> Client:
-        return Client(f"ws://127.0.0.1:{self.port}/ws")
+    def connect(self, headers: dict[str, str] | None = None) -> Client:
+        return Client(f"ws://127.0.0.1:{self.port}/ws", headers)
 
     def wait_for_state(self, job_id: str, states=("done", "failed", "cancelled"), timeout_s=20):
         deadline = time.monotonic() + timeout_s
@@ -212,8 +212,8 @@ class RunningServer:
 class Client:
     """A WebSocket client that speaks JSON and keeps the raw text of each message."""
 
-    def __init__(self, url: str) -> None:
-        self._opened = connect(url, max_size=None, open_timeout=10)
+    def __init__(self, url: str, headers: dict[str, str] | None = None) -> None:
+        self._opened = connect(url, max_size=None, open_timeout=10, additional_headers=headers)
         self.connection: ClientConnection = self._opened.__enter__()
         self.raw: list[str | bytes] = []
 

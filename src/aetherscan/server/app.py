@@ -98,10 +98,13 @@ def server_config(app: FastAPI, settings: Settings, **options: object) -> uvicor
     """uvicorn's configuration for the app. Messages up to max_message_mb reach the session,
     which refuses them with an error; the WebSocket library closes the connection (code 1009)
     only for messages over twice that, which it will not buffer. A request head that does not
-    arrive within idle_timeout_s is answered 408 (aetherscan.server.timeouts)."""
+    arrive within idle_timeout_s is answered 408 (aetherscan.server.timeouts). Behind a reverse
+    proxy listed in forwarded_allow_ips, the client is the one its X-Forwarded-For names."""
     options = {
         "host": settings.host,
         "port": settings.port,
+        "proxy_headers": True,
+        "forwarded_allow_ips": settings.forwarded_allow_ips,
         "ws_max_size": int(2 * settings.max_message_mb * MB),
         "http": guard_http_protocol(settings.idle_timeout_s),
         "log_level": "info",

@@ -34,5 +34,6 @@ ServiceDep = Annotated[Service, Depends(get_service)]
 
 
 def client_of(connection: HTTPConnection) -> str:
-    """Who a limit per client counts against: the peer's address."""
+    """Who a limit per client counts against: the peer's address, or behind a trusted proxy
+    (setting forwarded_allow_ips) the address the proxy forwards for."""
     return connection.client.host if connection.client else "unknown"
