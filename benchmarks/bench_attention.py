@@ -1,4 +1,5 @@
-"""Attention on the CPU: SDPA's flash kernel against softmax(q k^T) v chunked over queries.
+"""Attention on the CPU: SDPA's flash kernel against softmax(q k^T) v chunked over queries, and
+PyTorch's int8 matmul (the candidate for an int8 attention).
 
 The fusion transformer's shapes (16 heads of 64) at the token counts of 2 and 8 views of
 512x384; best of 2 after a warm-up, GFLOP/s counting 4 N^2 d per head.
@@ -46,6 +47,14 @@ def main() -> None:
             f"{n} tokens: SDPA {sdpa:.3f} s ({flop / sdpa / 1e9:.0f} GFLOP/s), "
             f"chunked {plain:.3f} s ({flop / plain / 1e9:.0f} GFLOP/s), max diff {error.max():.1e}"
         )
+    print(f"torch._int_mm, one head's q k^T in int8 at 1536 tokens: {int_mm_rate():.1f} GOP/s")
+
+
+def int_mm_rate(n: int = 1536) -> float:
+    """GOP/s of PyTorch's int8 matmul for one head's q k^T (n x 64 by 64 x n)."""
+    q = torch.randint(-127, 128, (n, HEAD_DIM), dtype=torch.int8)
+    k_t = torch.randint(-127, 128, (HEAD_DIM, n), dtype=torch.int8)
+    return 2 * n * n * HEAD_DIM / best_seconds(lambda: torch._int_mm(q, k_t), 2) / 1e9
 
 
 if __name__ == "__main__":

@@ -126,6 +126,17 @@ def run(model: Fast3R, views, repeats: int, label: str) -> tuple[list[dict], flo
     return preds, best
 
 
+def profile(model: Fast3R, views, label: str) -> None:
+    """One more forward under torch.profiler: the operators that took the most time."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as profiler
+
+    with torch.inference_mode(), profiler(activities=[ProfilerActivity.CPU]) as prof:
+        model(views, torch.arange(len(views)))
+    print(f"  [{label}] operators by time (each call timed on the calling thread):")
+    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=8))
+
+
 def errors(preds, ref) -> str:
     lines = []
     for key in ("pts3d_in_other_view", "conf", "pts3d_local", "conf_local"):
@@ -147,6 +158,7 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=512)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--profile", action="store_true", help="also print an operator profile")
     parser.add_argument(
         "--modes",
         default="fp32-direct,fp32,int8",
@@ -168,6 +180,8 @@ def main() -> None:
     for mode in args.modes.split(","):
         model = build(mode)
         preds, wall = run(model, views, args.repeats, mode)
+        if args.profile:
+            profile(model, views, mode)
         peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
         print(f"{mode} ({MODES[mode]}): {wall:.2f} s, process peak RSS so far {peak_gib:.1f} GiB")
         if ref is None:
