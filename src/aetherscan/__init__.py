@@ -3,7 +3,7 @@
 from aetherscan.engines.base import Engine, EngineError, Observer, Photo
 from aetherscan.export import export_file
 from aetherscan.pipeline import reconstruct
-from aetherscan.reconstruction import DroppedPhoto, PointCloud, Reconstruction, View
+from aetherscan.reconstruction import DroppedPhoto, PointCloud, Quality, Reconstruction, View
 from aetherscan.settings import Settings
 
 __all__ = [
@@ -13,6 +13,7 @@ __all__ = [
     "Observer",
     "Photo",
     "PointCloud",
+    "Quality",
     "Reconstruction",
     "Settings",
     "View",

@@ -18,6 +18,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -114,6 +115,41 @@ class DroppedPhoto:
 
 
 @dataclass
+class Quality:
+    """The engine's verdict on its own result, for people: ``good`` when every check it ran
+    passed, ``uncertain`` otherwise, with one sentence per failed check in ``reasons``.
+
+    A wrong model presented as a success is the worst outcome for a user, so an engine that has
+    not checked its result says ``uncertain``; ``good`` may still carry sentences that are worth
+    knowing but do not cast doubt on the poses (a note, not a reason for doubt).
+    """
+
+    verdict: Literal["good", "uncertain"]
+    reasons: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.verdict not in ("good", "uncertain"):
+            raise ValueError(f"verdict must be 'good' or 'uncertain', got {self.verdict!r}")
+
+    @classmethod
+    def unchecked(cls) -> Quality:
+        return cls("uncertain", ["the engine did not check this result"])
+
+    def to_json(self) -> dict:
+        return {"verdict": self.verdict, "reasons": list(self.reasons)}
+
+    @classmethod
+    def from_json(cls, data: dict) -> Quality:
+        return cls(data["verdict"], list(data.get("reasons", [])))
+
+
+# Where the masks of a reconstruction came from: none used, given with the photos (uploaded
+# files or alpha channels), estimated by the engine, or given for some photos and estimated for
+# the others.
+MASK_SOURCES = ("none", "given", "automatic", "mixed")
+
+
+@dataclass
 class Reconstruction:
     """Cameras and coloured points of one scene."""
 
@@ -121,6 +157,8 @@ class Reconstruction:
     views: list[View]
     dropped: list[DroppedPhoto] = field(default_factory=list)
     timings_s: dict[str, float] = field(default_factory=dict)
+    quality: Quality = field(default_factory=Quality.unchecked)
+    masks: str = "none"  # one of MASK_SOURCES
 
     @property
     def num_points(self) -> int:
@@ -159,6 +197,8 @@ def save_reconstruction(reconstruction: Reconstruction, path: Path) -> None:
         "engine": reconstruction.engine,
         "timings_s": reconstruction.timings_s,
         "dropped": [{"name": d.name, "reason": d.reason} for d in reconstruction.dropped],
+        "quality": reconstruction.quality.to_json(),
+        "masks": reconstruction.masks,
         "views": [],
     }
     for i, view in enumerate(reconstruction.views):
@@ -186,4 +226,7 @@ def load_reconstruction(path: Path) -> Reconstruction:
         views=views,
         dropped=[DroppedPhoto(**d) for d in header["dropped"]],
         timings_s=header["timings_s"],
+        # Files written before the verdict existed were never checked.
+        quality=Quality.from_json(header["quality"]) if "quality" in header else Quality.unchecked(),
+        masks=header.get("masks", "none"),
     )

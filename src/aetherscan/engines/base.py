@@ -16,10 +16,17 @@ from aetherscan.reconstruction import PointCloud, Reconstruction
 
 @dataclass(frozen=True)
 class Photo:
-    """One input photo: a label for people (the client's filename) and the file on disk."""
+    """One input photo: a label for people (the client's filename) and the file on disk.
+
+    ``mask_path``: an optional mask for the photo, any image format, of the photo's size as it
+    is shown (after its EXIF orientation): black (0) marks pixels to ignore (background, the
+    turntable, the photographer's shadow), anything else marks the subject. A photo with an alpha
+    channel and no mask is masked by its alpha (transparent = ignore).
+    """
 
     name: str
     path: Path
+    mask_path: Path | None = None
 
 
 class Cancelled(Exception):
