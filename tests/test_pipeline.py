@@ -13,7 +13,8 @@ from plyfile import PlyData
 import aetherscan.pipeline as pipeline
 from aetherscan.cli import main
 from aetherscan.engines.base import EngineError, Observer, Photo
-from aetherscan.reconstruction import DroppedPhoto, PointCloud, Reconstruction, View
+from aetherscan.masks import MaskError
+from aetherscan.reconstruction import DroppedPhoto, PointCloud, Quality, Reconstruction, View
 
 
 class MadeUpEngine:
@@ -21,8 +22,9 @@ class MadeUpEngine:
 
     name = "made-up"
 
-    def __init__(self):
+    def __init__(self, quality: Quality | None = None):
         self.photos: list[Photo] = []
+        self.quality = quality
 
     def reconstruct(self, photos, observer=None):
         observer = observer or Observer()
@@ -56,7 +58,14 @@ class MadeUpEngine:
                 )
             )
         observer.progress("done", 1.0)
-        return Reconstruction(self.name, views, [DroppedPhoto("x.jpg", "made up")], {"total": 0.1})
+        result = Reconstruction(
+            self.name, views, [DroppedPhoto("x.jpg", "made up")], {"total": 0.1}
+        )
+        if self.quality is not None:
+            result.quality = self.quality
+        if any(photo.mask_path is not None for photo in photos):
+            result.masks = "given"
+        return result
 
 
 @pytest.fixture
@@ -155,6 +164,88 @@ def test_cli_reconstruct_writes_ply_cameras_and_progress(
     err = capsys.readouterr().err
     assert "100%" in err and "3 cameras, 15 points" in err and "x.jpg: made up" in err
     assert ("\r" in err) == terminal  # tqdm redraws its line; the log only appends lines
+
+
+@pytest.fixture
+def mask_folder(tmp_path):
+    """Masks for two of photo_folder's photos, named in two of the accepted ways."""
+    folder = tmp_path / "masks"
+    folder.mkdir()
+    Image.new("L", (30, 40), 255).save(folder / "a.png")  # the stem of a.PNG
+    Image.new("L", (40, 30), 255).save(folder / "b.jpg.png")  # as COLMAP names them
+    return folder
+
+
+def test_cli_reconstruct_with_masks_gives_each_photo_its_own(
+    photo_folder, mask_folder, tmp_path, monkeypatch, capsys
+):
+    engine = MadeUpEngine()
+    monkeypatch.setattr(pipeline, "create_engine", lambda name, **options: engine)
+    args = ["reconstruct", str(photo_folder), "-o", str(tmp_path / "s.ply")]
+    assert main([*args, "--masks", str(mask_folder)]) == 0
+    masks = {photo.name: photo.mask_path for photo in engine.photos}
+    assert masks == {
+        "a.PNG": mask_folder / "a.png",
+        "b.jpg": mask_folder / "b.jpg.png",
+        "c.webp": None,  # no mask: the whole photo
+    }
+    assert "masks: given" in capsys.readouterr().err
+    assert main(args) == 0  # without --masks, no masks
+    assert all(photo.mask_path is None for photo in engine.photos)
+    assert "masks:" not in capsys.readouterr().err
+
+
+def test_cli_reconstruct_refuses_a_mask_of_the_wrong_size_before_the_engine_runs(
+    photo_folder, mask_folder, tmp_path, monkeypatch, capsys
+):
+    engine = MadeUpEngine()
+    monkeypatch.setattr(pipeline, "create_engine", lambda name, **options: engine)
+    Image.new("L", (41, 30), 255).save(mask_folder / "b.jpg.png")
+    args = ["reconstruct", str(photo_folder), "--masks", str(mask_folder)]
+    assert main([*args, "-o", str(tmp_path / "s.ply")]) == 2
+    err = capsys.readouterr().err
+    assert f"b.jpg: its mask {mask_folder / 'b.jpg.png'} is 41x30 pixels" in err
+    assert "the photo is 40x30" in err and engine.photos == []
+    assert main(["reconstruct", str(photo_folder), "--masks", str(tmp_path / "nowhere")]) == 2
+    assert "the masks folder" in capsys.readouterr().err
+
+
+def test_reconstruct_api_takes_a_folder_of_masks(photo_folder, mask_folder):
+    engine = MadeUpEngine()
+    result = pipeline.reconstruct([photo_folder], engine, masks=mask_folder)
+    assert [photo.mask_path for photo in engine.photos] == [
+        mask_folder / "a.png",
+        mask_folder / "b.jpg.png",
+        None,
+    ]
+    assert result.masks == "given"
+    Image.new("L", (30, 40), 0).save(mask_folder / "a.png")
+    with pytest.raises(MaskError, match=r"a\.PNG: its mask .* is black everywhere"):
+        pipeline.reconstruct([photo_folder], engine, masks=mask_folder)
+
+
+@pytest.mark.parametrize(
+    ("quality", "expected"),
+    [
+        (
+            Quality("uncertain", ["only 2 of 3 photos were placed", "the cameras are close"]),
+            "quality: UNCERTAIN, the result may be wrong:\n"
+            "  - only 2 of 3 photos were placed\n"
+            "  - the cameras are close\n",
+        ),
+        (None, "quality: UNCERTAIN, the result may be wrong:\n  - the engine did not check this"),
+        (Quality("good"), "quality: good (the engine's checks passed)\n"),
+    ],
+    ids=["uncertain", "unchecked", "good"],
+)
+def test_cli_reconstruct_ends_with_the_engines_verdict(
+    quality, expected, photo_folder, tmp_path, monkeypatch, capsys
+):
+    monkeypatch.setattr(pipeline, "create_engine", lambda name, **options: MadeUpEngine(quality))
+    assert main(["reconstruct", str(photo_folder), "-o", str(tmp_path / "s.ply")]) == 0
+    err = capsys.readouterr().err
+    assert expected in err
+    assert err.rstrip().splitlines()[-1].startswith(("  - ", "quality: good"))
 
 
 def test_cli_reconstruct_reports_refusals(photo_folder, tmp_path, monkeypatch, capsys):

@@ -84,6 +84,15 @@ def _build_parser() -> argparse.ArgumentParser:
         help="output file; its extension picks the format (.ply, .glb, .zip, ...)",
     )
     rec.add_argument("--cameras", type=Path, default=None, help="also write cameras.json here")
+    rec.add_argument(
+        "--masks",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="masks of the photos: the mask of x.jpg is DIR/x.png (or x.jpg.png, or x with "
+        "another image suffix); black = ignore, anything else = the subject. A photo without "
+        "one has no mask",
+    )
     _add_engine_options(rec)
 
     ev = commands.add_parser(
@@ -114,7 +123,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "reconstruct":
         from aetherscan.pipeline import reconstruct_command
 
-        return reconstruct_command(settings, args.photos, args.output, args.cameras)
+        return reconstruct_command(settings, args.photos, args.output, args.cameras, args.masks)
     if args.command == "evaluate":
         from aetherscan.evaluation import evaluate_command
 

@@ -18,7 +18,9 @@ from typing import Any
 from aetherscan.engines import create_engine
 from aetherscan.engines.base import Engine, EngineError, Observer, Photo
 from aetherscan.export import export, export_file
-from aetherscan.reconstruction import Reconstruction
+from aetherscan.masks import MaskError, check_mask, find_masks
+from aetherscan.photos import PhotoError, read_size
+from aetherscan.reconstruction import Quality, Reconstruction
 from aetherscan.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -50,17 +52,37 @@ def find_photos(paths: Iterable[str | Path]) -> list[Path]:
     return found
 
 
-def photos_from_paths(paths: Iterable[str | Path]) -> list[Photo]:
-    """Photo objects named by file name (by path where two files share a name)."""
+def photos_from_paths(paths: Iterable[str | Path], masks: str | Path | None = None) -> list[Photo]:
+    """Photo objects named by file name (by path where two files share a name), each with its
+    mask from the folder ``masks`` where it has one (``aetherscan.masks.NAMING``). Raises
+    MaskError for a mask that does not fit its photo."""
     files = find_photos(paths)
     counts = Counter(p.name for p in files)
-    return [Photo(name=p.name if counts[p.name] == 1 else str(p), path=p) for p in files]
+    found = find_masks(files, Path(masks)) if masks is not None else {}
+    photos = [
+        Photo(name=p.name if counts[p.name] == 1 else str(p), path=p, mask_path=found.get(p))
+        for p in files
+    ]
+    for photo in photos:
+        if photo.mask_path is not None:
+            _check_mask(photo)
+    return photos
+
+
+def _check_mask(photo: Photo) -> None:
+    assert photo.mask_path is not None
+    try:
+        size = read_size(photo.path)
+    except PhotoError:
+        return  # the engine refuses the photo itself, with its reason
+    check_mask(photo.mask_path, photo.name, size, what=f"its mask {photo.mask_path}")
 
 
 def reconstruct(
     photos: Iterable[str | Path],
     engine: str | Engine = "auto",
     *,
+    masks: str | Path | None = None,
     observer: Observer | None = None,
     **options: Any,
 ) -> Reconstruction:
@@ -69,21 +91,31 @@ def reconstruct(
     ``engine`` is ``"auto"``, ``"fast3r"``, ``"colmap"`` or an engine already built (to load the
     model once for several calls); ``options`` go to ``aetherscan.engines.create_engine``
     (weights, device, dtype, image_size, min_confidence, max_points_per_view, ...).
+    ``masks``: a folder of masks, the mask of ``x.jpg`` named ``x.png``, ``x.jpg.png`` or ``x``
+    with another image suffix (black: ignore, anything else: the subject); a photo without
+    one has no mask. A mask that does not fit its photo raises ``aetherscan.masks.MaskError``.
+    The result's ``quality`` says whether the engine trusts it.
     """
+    if not isinstance(engine, str) and options:
+        raise TypeError(f"options {sorted(options)} only apply when the engine is built by name")
+    found = photos_from_paths(photos, masks)  # a bad mask is refused before a model loads
     if isinstance(engine, str):
         engine = create_engine(engine, **options)
-    elif options:
-        raise TypeError(f"options {sorted(options)} only apply when the engine is built by name")
-    return engine.reconstruct(photos_from_paths(photos), observer)
+    return engine.reconstruct(found, observer)
 
 
 def reconstruct_command(
-    settings: Settings, photos: list[Path], output: Path, cameras: Path | None
+    settings: Settings,
+    photos: list[Path],
+    output: Path,
+    cameras: Path | None,
+    masks: Path | None = None,
 ) -> int:
-    """``aetherscan reconstruct``: progress on stderr, the result in ``output`` (and cameras)."""
+    """``aetherscan reconstruct``: progress on stderr, the result in ``output`` (and cameras),
+    and at the end the engine's verdict on it."""
     try:
-        found = photos_from_paths(photos)
-    except FileNotFoundError as exc:
+        found = photos_from_paths(photos, masks)
+    except (FileNotFoundError, MaskError) as exc:
         print(f"aetherscan: {exc}", file=sys.stderr)
         return 2
     if not found:
@@ -108,13 +140,29 @@ def reconstruct_command(
         return 2
     for dropped in result.dropped:
         print(f"left out {dropped.name}: {dropped.reason}", file=sys.stderr)
+    given = sum(photo.mask_path is not None for photo in found)
     print(
         f"{len(result.views)} cameras, {result.num_points} points "
-        f"({result.engine}, {result.timings_s.get('total', 0.0):.1f} s) -> "
+        f"({result.engine}, {result.timings_s.get('total', 0.0):.1f} s"
+        + (f", masks: {result.masks}" if given or result.masks != "none" else "")
+        + ") -> "
         + ", ".join(map(str, written)),
         file=sys.stderr,
     )
+    print(verdict_lines(result.quality), file=sys.stderr)
     return 0
+
+
+def verdict_lines(quality: Quality) -> str:
+    """The engine's verdict for people: a line, then one line per reason (or note)."""
+    reasons = [f"  - {reason}" for reason in quality.reasons]
+    if quality.verdict == "good":
+        head = "quality: good (the engine's checks passed)" + ("; notes:" if reasons else "")
+    else:
+        head = "quality: UNCERTAIN, the result may be wrong" + (
+            ":" if reasons else " (the engine gave no reason)"
+        )
+    return "\n".join([head, *reasons])
 
 
 class _ProgressBar(Observer):

@@ -1,8 +1,10 @@
+import dataclasses
 import json
 
 import numpy as np
 
 from aetherscan.export import FORMATS, export_file
+from aetherscan.reconstruction import Quality
 
 
 def test_cameras_json_holds_every_photo_with_its_convention(scene, tmp_path):
@@ -19,3 +21,21 @@ def test_cameras_json_holds_every_photo_with_its_convention(scene, tmp_path):
         np.testing.assert_array_equal(camera["cam_from_world"], view.cam_from_world)
     assert document["dropped"] == [{"name": "blurry.jpg", "reason": "too few matches"}]
     assert FORMATS["cameras"].filename == path.name
+
+
+def test_cameras_json_carries_the_verdict_and_the_masks(scene, tmp_path):
+    checked = dataclasses.replace(
+        scene,
+        quality=Quality("uncertain", ["only 2 of 5 photos were placed"]),
+        masks="given",
+    )
+    document = json.loads(export_file(checked, tmp_path / "cameras.json").read_text())
+    assert document["quality"] == {
+        "verdict": "uncertain",
+        "reasons": ["only 2 of 5 photos were placed"],
+    }
+    assert document["masks"] == "given"
+    # A reconstruction nobody checked says so.
+    unchecked = json.loads(export_file(scene, tmp_path / "unchecked.json").read_text())
+    assert unchecked["quality"] == Quality.unchecked().to_json()
+    assert unchecked["quality"]["verdict"] == "uncertain" and unchecked["masks"] == "none"

@@ -1,4 +1,5 @@
-"""``cameras.json``: every photo's size, intrinsics and pose, with the convention inside the file."""
+"""``cameras.json``: every photo's size, intrinsics and pose, with the convention inside the file,
+and the engine's verdict on the result."""
 
 from __future__ import annotations
 
@@ -24,6 +25,10 @@ def cameras_document(reconstruction: Reconstruction) -> dict[str, Any]:
         "format": FORMAT,
         "convention": CONVENTION,
         "engine": reconstruction.engine,
+        # The engine's verdict on its result ("good" or "uncertain", with one sentence per
+        # doubt), and where the masks it used came from ("none", "given", "automatic", "mixed").
+        "quality": reconstruction.quality.to_json(),
+        "masks": reconstruction.masks,
         "cameras": [
             {
                 "name": view.name,
