@@ -2,7 +2,8 @@
 
 A test scene with as many photos as wanted and exact poses, for the engine tests and for the
 100-photo timing (no real set that large is at hand). Textures are random shapes, rich in SIFT
-features; rendering is plain ray casting in numpy with 2x supersampling.
+features; rendering is plain ray casting in numpy with 2x supersampling (``trace``, which
+benchmarks/synthetic_object.py shares).
 
     python benchmarks/synthetic_scene.py OUT_DIR --photos 100 --width 1024 --height 768
 
@@ -15,8 +16,10 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import cv2
 import numpy as np
@@ -27,11 +30,39 @@ DIAGONAL_35MM = float(np.hypot(36.0, 24.0))
 
 
 @dataclass
+class Hit:
+    """Rays against one surface: ``t`` (H, W) the ray parameter (inf where missed), ``a``, ``b``
+    (H, W) texture coordinates in 0..1, ``normal`` (3,) or (H, W, 3) in the surface's frame."""
+
+    t: np.ndarray
+    a: np.ndarray
+    b: np.ndarray
+    normal: np.ndarray
+
+
+class Surface(Protocol):
+    texture: np.ndarray  # (T, T, 3) uint8, addressed by Hit.a (columns) and Hit.b (rows)
+
+    def hit(self, centre: np.ndarray, rays: np.ndarray) -> Hit: ...
+
+
+@dataclass
 class Rectangle:
     origin: np.ndarray  # (3,) one corner
     u: np.ndarray  # (3,) first edge
     v: np.ndarray  # (3,) second edge
     texture: np.ndarray  # (T, T, 3) uint8
+
+    def hit(self, centre: np.ndarray, rays: np.ndarray) -> Hit:
+        """Where rays (H, W, 3) from centre (3,) meet the rectangle, in its frame's units."""
+        normal = np.cross(self.u, self.v)
+        offset = centre - self.origin
+        with np.errstate(divide="ignore", invalid="ignore"):
+            t = -(offset @ normal) / (rays @ normal)  # (H, W)
+            a = (offset @ self.u + t * (rays @ self.u)) / (self.u @ self.u)
+            b = (offset @ self.v + t * (rays @ self.v)) / (self.v @ self.v)
+            inside = (t > 1e-6) & (a >= 0) & (a <= 1) & (b >= 0) & (b <= 1)
+        return Hit(np.where(inside, t, np.inf), a, b, normal / np.linalg.norm(normal))
 
 
 def random_texture(rng: np.random.Generator, size: int = 512) -> np.ndarray:
@@ -97,41 +128,98 @@ def orbit(num_views: int, *, arc_deg: float = 360.0, radius: float = 2.2) -> lis
     return poses
 
 
-def render(
-    scene: list[Rectangle], K: np.ndarray, cam_from_world: np.ndarray, width: int, height: int
-) -> np.ndarray:
-    """(height, width, 3) uint8 image, rendered at 2x and averaged down."""
-    ss = 2
-    world_from_cam = np.linalg.inv(cam_from_world)
-    centre = world_from_cam[:3, 3]
+@dataclass
+class Trace:
+    """One rendered photo: the image and, per supersampled pixel, what the ray met first."""
+
+    image: np.ndarray  # (H, W, 3) uint8
+    surface: np.ndarray  # (H * ss, W * ss) int, index into the surfaces of all groups, -1: none
+    depth: np.ndarray  # (H * ss, W * ss) z in the camera frame, inf where nothing was hit
+
+
+def trace(
+    groups: Sequence[tuple[Sequence[Surface], np.ndarray]],
+    K: np.ndarray,
+    width: int,
+    height: int,
+    *,
+    supersample: int = 2,
+    light_cam: np.ndarray | None = None,
+    ambient: float = 0.4,
+    background: tuple[int, int, int] = (0, 0, 0),
+) -> Trace:
+    """Ray-cast groups of surfaces, each given with its cam_from_frame (4, 4): surfaces that move
+    rigidly together (an object on a turntable) share a group and a frame.
+
+    ``light_cam``: unit direction towards a distant light, in the camera frame; None draws the
+    textures unshaded. Otherwise a surface shows ``ambient + (1 - ambient) * cos(incidence)`` of
+    its texture, lit from either side.
+    """
+    ss = supersample
     xs = (np.arange(width * ss) + 0.5) / ss  # pixel centres at +0.5 (docs: reconstruction.py)
     ys = (np.arange(height * ss) + 0.5) / ss
     px, py = np.meshgrid(xs, ys)  # (H, W)
     rays_cam = np.stack(
         [(px - K[0, 2]) / K[0, 0], (py - K[1, 2]) / K[1, 1], np.ones_like(px)], -1
-    )  # (H, W, 3)
-    rays = rays_cam @ world_from_cam[:3, :3].T  # (H, W, 3) world directions
+    )  # (H, W, 3), z = 1: the ray parameter is the depth
     best = np.full(px.shape, np.inf)
-    image = np.zeros((*px.shape, 3), np.float32)
-    for rect in scene:
-        normal = np.cross(rect.u, rect.v)
-        denom = rays @ normal  # (H, W)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            t = ((rect.origin - centre) @ normal) / denom
-        hit = centre + rays * t[..., None]  # (H, W, 3)
-        rel = hit - rect.origin
-        a = rel @ rect.u / (rect.u @ rect.u)
-        b = rel @ rect.v / (rect.v @ rect.v)
-        visible = (t > 1e-6) & (t < best) & (a >= 0) & (a <= 1) & (b >= 0) & (b <= 1)
-        if not visible.any():
-            continue
-        size = rect.texture.shape[0]
-        map_x = (a * (size - 1)).astype(np.float32)
-        map_y = (b * (size - 1)).astype(np.float32)
-        colour = cv2.remap(rect.texture, map_x, map_y, cv2.INTER_LINEAR)
-        image[visible] = colour[visible]
-        best[visible] = t[visible]
-    return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA).astype(np.uint8)
+    surface_index = np.full(px.shape, -1, np.int32)
+    image = np.empty((*px.shape, 3), np.float32)
+    image[:] = background
+    index = 0
+    for surfaces, cam_from_frame in groups:
+        frame_from_cam = np.linalg.inv(cam_from_frame)
+        centre = frame_from_cam[:3, 3]
+        rays = rays_cam @ frame_from_cam[:3, :3].T  # (H, W, 3) directions in the frame
+        for surface in surfaces:
+            hit = surface.hit(centre, rays)
+            visible = hit.t < best
+            if visible.any():
+                size = surface.texture.shape[0]
+                map_x = (hit.a * (size - 1)).astype(np.float32)
+                map_y = (hit.b * (size - 1)).astype(np.float32)
+                colour = cv2.remap(surface.texture, map_x, map_y, cv2.INTER_LINEAR)
+                colour = colour[visible].astype(np.float32)  # (N, 3)
+                if light_cam is not None:
+                    normal = np.broadcast_to(hit.normal, rays.shape)[visible]  # (N, 3)
+                    normal = normal @ cam_from_frame[:3, :3].T  # into the camera frame
+                    facing = np.sign(np.einsum("nc,nc->n", normal, rays_cam[visible]))
+                    cosine = np.clip(-facing * (normal @ light_cam), 0.0, 1.0)
+                    colour *= (ambient + (1.0 - ambient) * cosine)[:, None]
+                image[visible] = colour
+                best[visible] = hit.t[visible]
+                surface_index[visible] = index
+            index += 1
+    image = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
+    return Trace(np.clip(image, 0, 255).astype(np.uint8), surface_index, best)
+
+
+def render(
+    scene: list[Rectangle], K: np.ndarray, cam_from_world: np.ndarray, width: int, height: int
+) -> np.ndarray:
+    """(height, width, 3) uint8 image, rendered at 2x and averaged down."""
+    return trace([(scene, cam_from_world)], K, width, height).image
+
+
+def focal_exif(focal_px: float, width: int, height: int) -> Image.Exif:
+    """EXIF as a camera writes it: the 35 mm equivalent focal length, rounded to a millimetre."""
+    exif = Image.Exif()
+    exif[EXIF_IFD] = {EXIF_FOCAL_35MM: round(focal_px / np.hypot(width, height) * DIAGONAL_35MM)}
+    return exif
+
+
+def camera_json(
+    name: str, K: np.ndarray, cam_from_world: np.ndarray, width: int, height: int
+) -> dict:
+    """One entry of the ground-truth file's ``cameras`` (docs/evaluation.md)."""
+    return {
+        "name": name,
+        "width": width,
+        "height": height,
+        "K": K.tolist(),
+        "R": cam_from_world[:3, :3].tolist(),
+        "t": cam_from_world[:3, 3].tolist(),
+    }
 
 
 def write_scene(
@@ -149,24 +237,13 @@ def write_scene(
     focal = 0.9 * width
     K = np.array([[focal, 0, width / 2], [0, focal, height / 2], [0, 0, 1]])
     (out / "images").mkdir(parents=True, exist_ok=True)
-    exif = Image.Exif()
-    if with_exif:  # as a camera writes it: the 35 mm equivalent focal length, rounded
-        exif[EXIF_IFD] = {EXIF_FOCAL_35MM: round(focal / np.hypot(width, height) * DIAGONAL_35MM)}
+    exif = focal_exif(focal, width, height) if with_exif else Image.Exif()
     cameras = []
     for k, pose in enumerate(orbit(num_views, arc_deg=arc_deg)):
         name = f"view_{k:03d}.png"
         image = Image.fromarray(render(scene, K, pose, width, height))
         image.save(out / "images" / name, exif=exif)
-        cameras.append(
-            {
-                "name": name,
-                "width": width,
-                "height": height,
-                "K": K.tolist(),
-                "R": pose[:3, :3].tolist(),
-                "t": pose[:3, 3].tolist(),
-            }
-        )
+        cameras.append(camera_json(name, K, pose, width, height))
     path = out / "ground_truth.json"
     path.write_text(json.dumps({"source": "benchmarks/synthetic_scene.py", "cameras": cameras}))
     return path
