@@ -28,7 +28,7 @@ from websockets.sync.client import ClientConnection, connect
 
 from aetherscan.engines.base import EngineError, Observer, Photo
 from aetherscan.photos import open_photo_array
-from aetherscan.reconstruction import DroppedPhoto, PointCloud, Reconstruction, View
+from aetherscan.reconstruction import DroppedPhoto, PointCloud, Quality, Reconstruction, View
 from aetherscan.server.app import create_app, server_config
 from aetherscan.settings import Settings
 
@@ -40,6 +40,9 @@ class ScriptedEngine:
     ``gate``: when given, the engine waits for it after streaming the first view (while still
     calling the observer, so that cancellation is noticed), to test what happens mid-job.
     ``stream``: when False it never calls observer.points (an engine that only returns a result).
+    ``quality``: the verdict it gives (by default none: the result is unchecked). ``masks``
+    records, per call, each photo's mask file as bytes (None: no mask); the result's ``masks``
+    is "given" when a photo had one.
     Photos named ``fail*`` make it fail; photos named ``drop*`` are left out of the result.
     """
 
@@ -48,13 +51,18 @@ class ScriptedEngine:
     stream: bool = True
     gate: threading.Event | None = None
     name: str = "scripted"
+    quality: Quality | None = None
     calls: list[list[str]] = field(default_factory=list)
+    masks: list[dict[str, bytes | None]] = field(default_factory=list)
 
     def reconstruct(
         self, photos: Sequence[Photo], observer: Observer | None = None
     ) -> Reconstruction:
         observer = observer or Observer()
         self.calls.append([photo.name for photo in photos])
+        self.masks.append(
+            {p.name: p.mask_path.read_bytes() if p.mask_path else None for p in photos}
+        )
         if len(photos) < 2:
             raise EngineError("the scripted engine needs 2 photos")
         views, dropped = [], []
@@ -79,7 +87,11 @@ class ScriptedEngine:
             while index == 0 and self.gate is not None and not self.gate.wait(0.02):
                 observer.progress("mapping", 1 / len(photos), "waiting at the gate")
         observer.progress("done", 1.0, "")
-        return Reconstruction(engine=self.name, views=views, dropped=dropped)
+        result = Reconstruction(engine=self.name, views=views, dropped=dropped)
+        if self.quality is not None:
+            result.quality = self.quality
+        result.masks = "given" if any(self.masks[-1].values()) else "none"
+        return result
 
     def _view(self, index: int, photo: Photo) -> View:
         pixels = open_photo_array(photo.path)
@@ -155,6 +167,16 @@ def odd_but_valid_photos() -> dict[str, bytes]:
         "photo.bmp": _mode("RGB", "BMP"),
         "photo.tif": _mode("RGB", "TIFF"),
     }
+
+
+def mask_bytes(size=(64, 48), fmt="PNG", subject=(16, 12, 48, 36)) -> bytes:
+    """A mask: black (ignore) around a white rectangle (the subject), by default of the size
+    of photo_bytes' photos."""
+    image = Image.new("L", size, 0)
+    image.paste(255, subject)
+    buffer = io.BytesIO()
+    image.save(buffer, fmt)
+    return buffer.getvalue()
 
 
 def data_url(data: bytes, mime: str = "image/jpeg") -> str:
@@ -240,6 +262,11 @@ class Client:
             self.send({"type": "image_data", "data": data_url(data), "filename": name})
             replies.append(self.receive())
         return replies
+
+    def send_mask(self, photo: str, data: bytes) -> dict:
+        """Send the mask of a photo already sent (extension 'masks'); the server's answer."""
+        self.send({"type": "mask_data", "photo": photo, "data": data_url(data, "image/png")})
+        return self.receive()
 
     def close(self) -> None:
         self._opened.__exit__(None, None, None)

@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from aetherscan.server.protocol import (
+    CLIENT_MESSAGE_TYPES,
     FRAME_HEADER_BYTES,
     BadMessage,
     ErrorMessage,
@@ -42,7 +43,7 @@ def test_any_json_value_parses_or_is_refused_with_a_sentence(value):
         text = str(exc)
         assert text and len(text) < 2000 and "\n" not in text
     else:
-        assert message.type in ("image_data", "upload_complete", "ping", "hello", "cancel")
+        assert message.type in CLIENT_MESSAGE_TYPES
 
 
 @settings(max_examples=300, deadline=None)
@@ -54,9 +55,9 @@ def test_any_bytes_or_text_parse_or_are_refused(raw):
 
 @settings(max_examples=100, deadline=None)
 @given(
-    st.sampled_from(["image_data", "upload_complete", "ping", "hello", "cancel"]),
+    st.sampled_from(CLIENT_MESSAGE_TYPES),
     st.dictionaries(
-        st.sampled_from(["data", "filename", "count", "features", "protocol"]), json_values
+        st.sampled_from(["data", "filename", "count", "features", "protocol", "photo"]), json_values
     ),
 )
 def test_messages_with_a_known_type_and_any_fields(kind, fields):

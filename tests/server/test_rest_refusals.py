@@ -350,7 +350,7 @@ def test_an_exif_rotated_photo_is_upright_over_rest(server):
     buffer = io.BytesIO()
     photo.save(buffer, "JPEG", exif=exif)
     job = create(server, ("rotated.jpg", buffer.getvalue()), ("plain.jpg", GOOD))
-    assert job["photos"][0] == {"name": "rotated.jpg", "width": 48, "height": 64}
+    assert job["photos"][0] == {"name": "rotated.jpg", "width": 48, "height": 64, "mask": False}
     status = server.wait_for_state(job["job_id"])
     assert status["views"][0] == {"name": "rotated.jpg", "width": 48, "height": 64}
     cameras = server.http.get(status["downloads"]["cameras"]).json()["cameras"]

@@ -3,9 +3,9 @@
 // @ts-check
 
 export const PROTOCOL_VERSION = 1;
-export const FEATURES = Object.freeze(["progress", "cameras", "job", "binary_points"]);
-export const CLIENT_MESSAGE_TYPES = Object.freeze(["image_data", "upload_complete", "ping", "hello", "cancel"]);
-export const SERVER_MESSAGE_TYPES = Object.freeze(["image_received", "points", "reconstruction_complete", "error", "pong", "welcome", "progress", "queued", "cameras", "cancelled"]);
+export const FEATURES = Object.freeze(["progress", "cameras", "job", "binary_points", "quality", "masks"]);
+export const CLIENT_MESSAGE_TYPES = Object.freeze(["image_data", "upload_complete", "ping", "hello", "cancel", "mask_data"]);
+export const SERVER_MESSAGE_TYPES = Object.freeze(["image_received", "points", "reconstruction_complete", "error", "pong", "welcome", "progress", "queued", "cameras", "cancelled", "mask_received"]);
 export const MAX_POINTS_PER_MESSAGE = 5000;
 export const MAX_POINTS_PER_FRAME = 65536;
 export const FRAME_MAGIC = "AEP1";
@@ -46,6 +46,15 @@ export const FRAME_HEADER_BYTES = 40;
  */
 
 /**
+ * EXTENSION 'masks': the mask of a photo of this upload, sent after the photo's image_data.
+ * Black (0) marks pixels to ignore, anything else the subject; the photo's upright size.
+ * @typedef {object} MaskData
+ * @property {"mask_data"} type
+ * @property {string} photo the photo's label, as image_received.filename said
+ * @property {string} data data:image/png;base64,...
+ */
+
+/**
  * A photo was checked and kept; ``filename`` is its label in results (see docs).
  * @typedef {object} ImageReceived
  * @property {"image_received"} type
@@ -71,18 +80,28 @@ export const FRAME_HEADER_BYTES = 40;
  */
 
 /**
+ * The engine's verdict on its result: ``good`` when every check it ran passed,
+ * ``uncertain`` otherwise (also when it checked nothing), with one sentence per doubt.
+ * @typedef {object} QualityInfo
+ * @property {"good" | "uncertain"} verdict
+ * @property {Array<string>} reasons
+ */
+
+/**
  * @typedef {object} ReconstructionComplete
  * @property {"reconstruction_complete"} type
  * @property {number} total_points the number of points sent for this job
  * @property {string} [job_id] EXTENSION 'job'
  * @property {Object<string, string>} [downloads] EXTENSION 'job': format name to download URL
+ * @property {QualityInfo} [quality] EXTENSION 'quality'
+ * @property {"none" | "given" | "automatic" | "mixed"} [masks] EXTENSION 'quality': where the masks the engine used came from
  */
 
 /**
  * @typedef {object} ErrorMessage
  * @property {"error"} type
  * @property {string} message
- * @property {"bad_message" | "bad_photo" | "limit" | "upload" | "job_failed" | "timeout"} [code] EXTENSION: sent after hello
+ * @property {"bad_message" | "bad_photo" | "bad_mask" | "limit" | "upload" | "job_failed" | "timeout"} [code] EXTENSION: sent after hello
  */
 
 /**
@@ -163,6 +182,22 @@ export const FRAME_HEADER_BYTES = 40;
  */
 
 /**
+ * EXTENSION 'masks': the answer to mask_data; the mask was checked and kept.
+ * @typedef {object} MaskReceived
+ * @property {"mask_received"} type
+ * @property {"saved"} status
+ * @property {string} photo the label of the photo whose mask it is
+ */
+
+/**
+ * @typedef {object} JobPhoto
+ * @property {string} name the label: the client's filename, made unique and safe
+ * @property {number} width
+ * @property {number} height
+ * @property {boolean} mask a mask was uploaded with this photo
+ */
+
+/**
  * @typedef {object} PhotoInfo
  * @property {string} name the label: the client's filename, made unique and safe
  * @property {number} width
@@ -178,10 +213,12 @@ export const FRAME_HEADER_BYTES = 40;
  * @property {number} fraction
  * @property {string} message
  * @property {number | null} position jobs ahead of this one while queued
- * @property {Array<PhotoInfo>} photos
+ * @property {Array<JobPhoto>} photos
  * @property {number} num_points
  * @property {Array<PhotoInfo>} views registered photos
  * @property {Array<DroppedInfo>} dropped
+ * @property {QualityInfo | null} quality the engine's verdict, once done
+ * @property {"none" | "given" | "automatic" | "mixed" | null} masks where the masks the engine used came from, once done
  * @property {string | null} error
  * @property {Object<string, string>} downloads
  * @property {string} created_at
@@ -211,11 +248,11 @@ export const FRAME_HEADER_BYTES = 40;
  */
 
 /** A message from the browser to the server.
- * @typedef {ImageData | UploadComplete | Ping | Hello | Cancel} ClientMessage
+ * @typedef {ImageData | UploadComplete | Ping | Hello | Cancel | MaskData} ClientMessage
  */
 
 /** A JSON message from the server.
- * @typedef {ImageReceived | Points | ReconstructionComplete | ErrorMessage | Pong | Welcome | Progress | Queued | Cameras | CancelledMessage} ServerMessage
+ * @typedef {ImageReceived | Points | ReconstructionComplete | ErrorMessage | Pong | Welcome | Progress | Queued | Cameras | CancelledMessage | MaskReceived} ServerMessage
  */
 
 /**

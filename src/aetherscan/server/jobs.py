@@ -25,7 +25,7 @@ from aetherscan.engines.base import Cancelled, Engine, EngineError, Observer, Ph
 from aetherscan.reconstruction import PointCloud, Reconstruction
 from aetherscan.server.results import download_urls, write_results
 from aetherscan.server.storage import PhotoRecord, Storage
-from aetherscan.server.uploads import Refused, check_photo, check_size, make_label
+from aetherscan.server.uploads import Refused, check_mask, check_photo, check_size, make_label
 from aetherscan.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -211,6 +211,46 @@ class JobManager:
         job.upload_bytes += len(data)
         return photo
 
+    def photo_named(self, job: Job | None, label: str) -> PhotoRecord:
+        """The photo of the job's upload labelled ``label``, for its mask."""
+        photo = next((p for p in job.photos if p.label == label), None) if job else None
+        if photo is None:
+            raise Refused(
+                f"{label}: no photo of this upload has that name, so the mask has no photo; "
+                "send a mask after its photo, naming the photo as image_received did",
+                code="bad_mask",
+            )
+        return photo
+
+    def check_mask_size(self, job: Job, photo: PhotoRecord, size: int) -> None:
+        """Refuse a mask of ``size`` bytes that would break a limit of the job (a mask that
+        replaces one counts in its place)."""
+        if job.state != "uploading":
+            raise Refused("this job is not taking photos any more", code="upload", status=409)
+        job_bytes = job.upload_bytes - photo.mask_bytes
+        check_size(photo.label, size, job_bytes, self.settings, kind="mask")
+
+    async def add_mask(self, job: Job, photo: PhotoRecord, data: bytes) -> None:
+        """Check the mask of a photo of the job against the limits and the photo's size, then
+        store it beside the photo, in place of an earlier mask of the photo."""
+        self.check_mask_size(job, photo, len(data))
+        size = (photo.width, photo.height)
+        async with self._photo_checks:
+            extension = await asyncio.to_thread(check_mask, photo.label, data, size, self.settings)
+        if job.state != "uploading":  # cancelled while the mask was being decoded
+            raise Refused("this job was cancelled", code="upload", status=409)
+        try:
+            photo.mask_path = await asyncio.to_thread(
+                self.storage.set_mask, job.id, photo.index, data=data, extension=extension
+            )
+        except FileNotFoundError:
+            raise Refused("this job was cancelled", code="upload", status=409) from None
+        if job.state != "uploading":
+            photo.mask_path.unlink(missing_ok=True)
+            raise Refused("this job was cancelled", code="upload", status=409)
+        job.upload_bytes += len(data) - photo.mask_bytes
+        photo.mask_bytes = len(data)
+
     def submit(self, job: Job) -> int:
         """Queue the job; its position (jobs ahead of it) is returned."""
         if len(job.photos) < 2:
@@ -315,7 +355,7 @@ class JobManager:
 
     def _reconstruct(self, job: Job, observer: _JobObserver) -> Reconstruction:
         """On the engine's thread: the reconstruction, streamed and saved."""
-        photos = [Photo(photo.label, photo.path) for photo in job.photos]
+        photos = [Photo(photo.label, photo.path, photo.mask_path) for photo in job.photos]
         reconstruction = self.engine.reconstruct(photos, observer)
         if observer.points_sent == 0:
             # An engine that streams nothing: its clients still get the cloud, before the end.
@@ -336,7 +376,12 @@ class JobManager:
         ]
         dropped = [{"name": d.name, "reason": d.reason} for d in reconstruction.dropped]
         self.storage.finish(
-            job.id, num_points=reconstruction.num_points, views=views, dropped=dropped
+            job.id,
+            num_points=reconstruction.num_points,
+            views=views,
+            dropped=dropped,
+            quality=reconstruction.quality.to_json(),
+            masks=reconstruction.masks,
         )
         job.state = "done"
         del self._open[job.id]

@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import logging
 import struct
+import typing
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Literal
@@ -40,12 +41,12 @@ from pydantic import (
     ValidationError,
 )
 
-from aetherscan.reconstruction import PointCloud
+from aetherscan.reconstruction import MASK_SOURCES, PointCloud
 
 log = logging.getLogger(__name__)
 
 PROTOCOL_VERSION = 1
-FEATURES = ("progress", "cameras", "job", "binary_points")
+FEATURES = ("progress", "cameras", "job", "binary_points", "quality", "masks")
 MAX_POINTS_PER_MESSAGE = 5000  # JSON points messages
 MAX_POINTS_PER_FRAME = 65536  # binary point frames
 
@@ -90,10 +91,19 @@ class Cancel(_ClientMessage):
     type: Literal["cancel"]
 
 
+class MaskData(_ClientMessage):
+    """EXTENSION 'masks': the mask of a photo of this upload, sent after the photo's image_data.
+    Black (0) marks pixels to ignore, anything else the subject; the photo's upright size."""
+
+    type: Literal["mask_data"]
+    photo: StrictStr = Field(description="the photo's label, as image_received.filename said")
+    data: StrictStr = Field(description="data:image/png;base64,...")
+
+
 ClientMessage = Annotated[
-    ImageData | UploadComplete | Ping | Hello | Cancel, Field(discriminator="type")
+    ImageData | UploadComplete | Ping | Hello | Cancel | MaskData, Field(discriminator="type")
 ]
-CLIENT_MESSAGE_TYPES = ("image_data", "upload_complete", "ping", "hello", "cancel")
+CLIENT_MESSAGE_TYPES = ("image_data", "upload_complete", "ping", "hello", "cancel", "mask_data")
 
 # Server to client ---------------------------------------------------------------------------
 
@@ -138,6 +148,19 @@ class Points(_ServerMessage):
     data: list[Point]
 
 
+# Where the masks of a result came from (aetherscan.reconstruction.MASK_SOURCES).
+MaskSource = Literal["none", "given", "automatic", "mixed"]
+assert typing.get_args(MaskSource) == MASK_SOURCES
+
+
+class QualityInfo(_Reply):
+    """The engine's verdict on its result: ``good`` when every check it ran passed,
+    ``uncertain`` otherwise (also when it checked nothing), with one sentence per doubt."""
+
+    verdict: Literal["good", "uncertain"]
+    reasons: list[str]
+
+
 class ReconstructionComplete(_ServerMessage):
     type: Literal["reconstruction_complete"] = "reconstruction_complete"
     total_points: int = Field(description="the number of points sent for this job")
@@ -145,11 +168,16 @@ class ReconstructionComplete(_ServerMessage):
     downloads: dict[str, str] | None = Field(
         None, description="EXTENSION 'job': format name to download URL"
     )
+    quality: QualityInfo | None = Field(None, description="EXTENSION 'quality'")
+    masks: MaskSource | None = Field(
+        None, description="EXTENSION 'quality': where the masks the engine used came from"
+    )
 
 
 ErrorCode = Literal[
     "bad_message",  # not JSON, wrong shape, unknown type, bad fields
     "bad_photo",  # a photo that cannot be used
+    "bad_mask",  # a mask that cannot be used, or that names no photo of the upload
     "limit",  # a limit of the server was reached; the message names its setting
     "upload",  # upload_complete refused (too few photos, count disagrees), or busy
     "job_failed",  # the reconstruction failed; the job is over
@@ -236,6 +264,14 @@ class CancelledMessage(_ServerMessage):
     message: str
 
 
+class MaskReceived(_ServerMessage):
+    """EXTENSION 'masks': the answer to mask_data; the mask was checked and kept."""
+
+    type: Literal["mask_received"] = "mask_received"
+    status: Literal["saved"] = "saved"
+    photo: str = Field(description="the label of the photo whose mask it is")
+
+
 ServerMessage = Annotated[
     ImageReceived
     | Points
@@ -246,7 +282,8 @@ ServerMessage = Annotated[
     | Progress
     | Queued
     | Cameras
-    | CancelledMessage,
+    | CancelledMessage
+    | MaskReceived,
     Field(discriminator="type"),
 ]
 
@@ -261,6 +298,10 @@ class PhotoInfo(_Reply):
     height: int
 
 
+class JobPhoto(PhotoInfo):
+    mask: bool = Field(False, description="a mask was uploaded with this photo")
+
+
 class JobStatus(_Reply):
     job_id: str
     state: JobState
@@ -269,10 +310,14 @@ class JobStatus(_Reply):
     fraction: float = 0.0
     message: str = ""
     position: int | None = Field(None, description="jobs ahead of this one while queued")
-    photos: list[PhotoInfo]
+    photos: list[JobPhoto]
     num_points: int = 0
     views: list[PhotoInfo] = Field(default_factory=list, description="registered photos")
     dropped: list[DroppedInfo] = Field(default_factory=list)
+    quality: QualityInfo | None = Field(None, description="the engine's verdict, once done")
+    masks: MaskSource | None = Field(
+        None, description="where the masks the engine used came from, once done"
+    )
     error: str | None = None
     downloads: dict[str, str] = Field(default_factory=dict)
     created_at: datetime
@@ -307,7 +352,9 @@ class BadMessage(ValueError):
     """A client message that cannot be used; the text says what was wrong for people."""
 
 
-def parse_client_message(text: str | bytes) -> ImageData | UploadComplete | Ping | Hello | Cancel:
+def parse_client_message(
+    text: str | bytes,
+) -> ImageData | UploadComplete | Ping | Hello | Cancel | MaskData:
     """The typed message in ``text``, or BadMessage saying what was wrong with it."""
     try:
         raw = json.loads(text)

@@ -4,6 +4,7 @@ delete it: ids are unguessable and no route lists them."""
 from __future__ import annotations
 
 import asyncio
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Literal
@@ -13,15 +14,19 @@ from fastapi.responses import FileResponse
 
 from aetherscan import __version__
 from aetherscan.engines.base import Photo
+from aetherscan.masks import NAMING, MaskError, pair_masks
 from aetherscan.reconstruction import load_reconstruction
+from aetherscan.server.jobs import Job
 from aetherscan.server.protocol import (
     FEATURES,
     DroppedInfo,
     ErrorResponse,
     Health,
     Info,
+    JobPhoto,
     JobStatus,
     PhotoInfo,
+    QualityInfo,
     encode_points,
 )
 from aetherscan.server.results import (
@@ -67,9 +72,16 @@ async def create_job(
     request: Request,
     service: ServiceDep,
     files: Annotated[list[UploadFile], File(description="two or more photos")],
+    masks: Annotated[
+        list[UploadFile] | None,
+        File(
+            description=f"masks of some or all of the photos, each named after its photo: {NAMING}"
+        ),
+    ] = None,
 ) -> JobStatus:
-    """Upload photos (multipart field ``files``, repeated); their reconstruction starts at once.
-    A photo that cannot be used refuses the whole request, naming the photo."""
+    """Upload photos (multipart field ``files``, repeated) and their masks (field ``masks``,
+    repeated, each file named after its photo); their reconstruction starts at once. A photo or
+    mask that cannot be used refuses the whole request, naming the photo."""
     jobs = service.jobs
     try:
         job = jobs.open_job(client_of(request), "rest")
@@ -81,11 +93,33 @@ async def create_job(
             if upload.size is not None:  # refuse a big file before reading it
                 jobs.check_photo_size(job, jobs.photo_label(job, filename), upload.size)
             await jobs.add_photo(job, filename, await upload.read())
+        await _add_masks(service, job, masks or [])
         jobs.submit(job)
     except Refused as exc:
         jobs.delete(job.id)
         raise HTTPException(exc.status, exc.message) from None
     return job_status(service, job.id)
+
+
+async def _add_masks(service: Service, job: Job, uploads: list[UploadFile]) -> None:
+    """Pair each mask with the photo it is named after, then check and store it."""
+    names = [re.split(r"[/\\]", upload.filename or "")[-1] for upload in uploads]
+    try:
+        pairs, unmatched = pair_masks([photo.label for photo in job.photos], names)
+    except MaskError as exc:
+        raise Refused(f"masks: {exc}", code="bad_mask") from None
+    if unmatched:
+        raise Refused(
+            f"masks: {unmatched[0]!r} is named after none of the photos ({NAMING})",
+            code="bad_mask",
+        )
+    upload_of = dict(zip(names, uploads, strict=True))
+    for photo in job.photos:
+        if photo.label in pairs:
+            upload = upload_of[pairs[photo.label]]
+            if upload.size is not None:  # refuse a big file before reading it
+                service.jobs.check_mask_size(job, photo, upload.size)
+            await service.jobs.add_mask(job, photo, await upload.read())
 
 
 @router.get("/jobs/{job_id}", response_model=JobStatus, responses={404: _errors[404]})
@@ -161,12 +195,14 @@ def job_status(service: Service, job_id: str) -> JobStatus:
         message=record.message,
         position=service.jobs.position(job) if job is not None else None,
         photos=[
-            PhotoInfo(name=p.label, width=p.width, height=p.height)
+            JobPhoto(name=p.label, width=p.width, height=p.height, mask=p.mask_path is not None)
             for p in service.storage.photos(job_id)
         ],
         num_points=record.num_points,
         views=[PhotoInfo(**view) for view in record.views],
         dropped=[DroppedInfo(**d) for d in record.dropped],
+        quality=QualityInfo(**record.quality) if record.quality is not None else None,
+        masks=record.masks,  # type: ignore[arg-type]
         error=record.error,
         downloads=(
             download_urls(job_id, service.storage.result_dir(job_id))

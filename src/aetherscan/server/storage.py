@@ -4,6 +4,7 @@ Layout (every name on disk is made here; client filenames are only labels in the
 
     <data_dir>/index.sqlite3          jobs and photos (WAL: a SIGKILL loses no committed write)
     <data_dir>/jobs/<job_id>/photos/  0000.jpg, 0001.png, ...   inputs, while needed
+                                      0000-mask.png, ...        the masks given with them
     <data_dir>/jobs/<job_id>/result/  reconstruction.npz, scene.ply, cameras.json, exports
                                       (.making-*/: an export being written, moved in whole)
     <data_dir>/tmp/                   the temporary files of ``aetherscan serve`` (TMPDIR), such
@@ -46,7 +47,9 @@ CREATE TABLE IF NOT EXISTS jobs (
     views TEXT NOT NULL DEFAULT '[]',
     dropped TEXT NOT NULL DEFAULT '[]',
     created_at REAL NOT NULL,
-    finished_at REAL
+    finished_at REAL,
+    quality TEXT,
+    masks TEXT
 );
 CREATE TABLE IF NOT EXISTS photos (
     job_id TEXT NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
@@ -56,10 +59,17 @@ CREATE TABLE IF NOT EXISTS photos (
     width INTEGER NOT NULL,
     height INTEGER NOT NULL,
     bytes INTEGER NOT NULL,
+    mask TEXT,
+    mask_bytes INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (job_id, idx)
 );
 CREATE INDEX IF NOT EXISTS jobs_finished ON jobs(finished_at);
 """
+# Columns that came after the first data folders were made: added to an older index at start.
+_ADDED_COLUMNS = {
+    "jobs": {"quality": "TEXT", "masks": "TEXT"},
+    "photos": {"mask": "TEXT", "mask_bytes": "INTEGER NOT NULL DEFAULT 0"},
+}
 
 
 @dataclass
@@ -78,6 +88,8 @@ class JobRecord:
     dropped: list[dict]  # [{"name", "reason"}]
     created_at: float
     finished_at: float | None
+    quality: dict | None = None  # Quality.to_json() of the result, once done
+    masks: str | None = None  # Reconstruction.masks, once done
 
 
 @dataclass
@@ -88,6 +100,8 @@ class PhotoRecord:
     width: int
     height: int
     bytes: int
+    mask_path: Path | None = None
+    mask_bytes: int = 0
 
 
 def is_job_id(text: str) -> bool:
@@ -111,6 +125,11 @@ class Storage:
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("PRAGMA foreign_keys=ON")
             self._db.executescript(_SCHEMA)
+            for table, columns in _ADDED_COLUMNS.items():
+                have = {row["name"] for row in self._db.execute(f"PRAGMA table_info({table})")}
+                for name, kind in columns.items():
+                    if name not in have:
+                        self._db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
         self._recover()
 
     def close(self) -> None:
@@ -183,6 +202,7 @@ class Storage:
         fields = dict(row)
         fields["views"] = json.loads(fields["views"])
         fields["dropped"] = json.loads(fields["dropped"])
+        fields["quality"] = json.loads(fields["quality"]) if fields["quality"] else None
         return JobRecord(**fields)
 
     def job_ids(self) -> set[str]:
@@ -205,13 +225,28 @@ class Storage:
             )
 
     def finish(
-        self, job_id: str, *, num_points: int, views: list[dict], dropped: list[dict]
+        self,
+        job_id: str,
+        *,
+        num_points: int,
+        views: list[dict],
+        dropped: list[dict],
+        quality: dict | None = None,
+        masks: str | None = None,
     ) -> None:
         with self._lock:
             self._db.execute(
                 "UPDATE jobs SET state='done', stage='done', fraction=1, num_points=?, views=?,"
-                " dropped=?, error=NULL, finished_at=? WHERE id=?",
-                (num_points, json.dumps(views), json.dumps(dropped), time.time(), job_id),
+                " dropped=?, quality=?, masks=?, error=NULL, finished_at=? WHERE id=?",
+                (
+                    num_points,
+                    json.dumps(views),
+                    json.dumps(dropped),
+                    json.dumps(quality) if quality is not None else None,
+                    masks,
+                    time.time(),
+                    job_id,
+                ),
             )
 
     def delete(self, job_id: str) -> bool:
@@ -266,6 +301,27 @@ class Storage:
         tmp.replace(path)
         return PhotoRecord(index, label, path, width, height, len(data))
 
+    def set_mask(self, job_id: str, index: int, *, data: bytes, extension: str) -> Path:
+        """Store the mask of photo ``index`` beside it (replacing an earlier one); safe to call
+        from a worker thread."""
+        path = self.photos_dir(job_id) / f"{index:04d}-mask{extension}"
+        if not path.parent.is_dir():  # the job was cancelled meanwhile: leave nothing behind
+            raise FileNotFoundError(f"job {job_id} has no photos folder any more")
+        tmp = path.with_suffix(".part")
+        tmp.write_bytes(data)
+        tmp.replace(path)
+        with self._lock:
+            old = self._db.execute(
+                "SELECT mask FROM photos WHERE job_id=? AND idx=?", (job_id, index)
+            ).fetchone()
+            self._db.execute(
+                "UPDATE photos SET mask=?, mask_bytes=? WHERE job_id=? AND idx=?",
+                (path.name, len(data), job_id, index),
+            )
+        if old is not None and old["mask"] and old["mask"] != path.name:
+            (path.parent / old["mask"]).unlink(missing_ok=True)
+        return path
+
     def photos(self, job_id: str) -> list[PhotoRecord]:
         with self._lock:
             rows = self._db.execute(
@@ -274,7 +330,14 @@ class Storage:
         folder = self.photos_dir(job_id)
         return [
             PhotoRecord(
-                r["idx"], r["label"], folder / r["file"], r["width"], r["height"], r["bytes"]
+                r["idx"],
+                r["label"],
+                folder / r["file"],
+                r["width"],
+                r["height"],
+                r["bytes"],
+                folder / r["mask"] if r["mask"] else None,
+                r["mask_bytes"],
             )
             for r in rows
         ]

@@ -1,4 +1,5 @@
-"""Photos arriving from clients: limits, decoding checks and the labels they are known by.
+"""Photos and their masks arriving from clients: limits, decoding checks and the labels they are
+known by.
 
 Client filenames are labels for people only. A label is the last path component of what the
 client sent, without control characters, at most ``MAX_LABEL_CHARS`` long and unique within its
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 
 from PIL import Image
 
+from aetherscan import masks
 from aetherscan.photos import PhotoError, open_photo, read_size
 from aetherscan.settings import Settings
 
@@ -57,19 +59,23 @@ def make_label(filename: str, taken: set[str], index: int) -> str:
     return label
 
 
-def check_size(filename: str, size: int, job_bytes: int, settings: Settings) -> None:
-    """Refuse a photo of ``size`` bytes that breaks the per-photo or per-job byte limit."""
+def check_size(
+    filename: str, size: int, job_bytes: int, settings: Settings, kind: str = "photo"
+) -> None:
+    """Refuse a photo (or the ``kind`` "mask" of the photo ``filename``) of ``size`` bytes that
+    breaks the per-photo or per-job byte limit."""
     if size == 0:
-        raise Refused(f"{filename}: the file is empty", code="bad_photo")
+        empty = "the file is empty" if kind == "photo" else f"its {kind} is an empty file"
+        raise Refused(f"{filename}: {empty}", code=f"bad_{kind}")
     if size > settings.max_photo_mb * MB:
         raise Refused(
-            f"{filename}: the photo has {size / MB:.1f} MB, more than the limit of "
+            f"{filename}: the {kind} has {size / MB:.1f} MB, more than the limit of "
             f"{settings.max_photo_mb:g} MB per photo (setting max_photo_mb)",
             status=413,
         )
     if job_bytes + size > settings.max_job_mb * MB:
         raise Refused(
-            f"{filename}: with this photo the job would have {(job_bytes + size) / MB:.1f} MB, "
+            f"{filename}: with this {kind} the job would have {(job_bytes + size) / MB:.1f} MB, "
             f"more than the limit of {settings.max_job_mb:g} MB per job (setting max_job_mb)",
             status=413,
         )
@@ -84,6 +90,19 @@ def check_photo(filename: str, data: bytes, settings: Settings) -> CheckedPhoto:
             kind = image.format or ""
     except PhotoError as exc:
         raise Refused(f"{filename}: {exc}", code="bad_photo") from None
-    return CheckedPhoto(
-        _EXTENSIONS.get(kind, ".heic" if kind.startswith("HEI") else ".img"), width, height
-    )
+    return CheckedPhoto(_extension(kind), width, height)
+
+
+def check_mask(label: str, data: bytes, photo_size: tuple[int, int], settings: Settings) -> str:
+    """Decode the mask of the photo ``label`` and check it against the photo's upright size;
+    its file extension. Blocking: run in a thread."""
+    try:
+        masks.check_mask(data, label, photo_size, max_megapixels=settings.max_photo_megapixels)
+    except masks.MaskError as exc:
+        raise Refused(str(exc), code="bad_mask") from None
+    with Image.open(io.BytesIO(data)) as image:
+        return _extension(image.format or "")
+
+
+def _extension(kind: str) -> str:
+    return _EXTENSIONS.get(kind, ".heic" if kind.startswith("HEI") else ".img")

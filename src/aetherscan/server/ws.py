@@ -1,7 +1,7 @@
 """The WebSocket at /ws: one Session per connection (docs/protocol.md).
 
-A session reads messages and answers control messages (ping, hello, cancel) at once; photos and
-upload_complete go, in order, through a queue to a task of their own, so that decoding a big photo
+A session reads messages and answers control messages (ping, hello, cancel) at once; photos, their
+masks and upload_complete go, in order, through a queue to a task of their own, so that decoding a big photo
 never delays a pong. A second task forwards the events of the session's job (queued, progress,
 points, the end) to the socket. One lock serialises sends; each waits at most idle_timeout_s for a
 client that stopped reading, after which the session ends and its job is cancelled.
@@ -42,9 +42,12 @@ from aetherscan.server.protocol import (
     Hello,
     ImageData,
     ImageReceived,
+    MaskData,
+    MaskReceived,
     Ping,
     Pong,
     Progress,
+    QualityInfo,
     Queued,
     ReconstructionComplete,
     UploadComplete,
@@ -84,7 +87,9 @@ class Session:
         self.features: set[str] = set()
         self.said_hello = False
         self.job: Job | None = None
-        self._uploads: asyncio.Queue[ImageData | UploadComplete] = asyncio.Queue(PENDING_UPLOADS)
+        self._uploads: asyncio.Queue[ImageData | MaskData | UploadComplete] = asyncio.Queue(
+            PENDING_UPLOADS
+        )
         self._uploading = False
         self._send_lock = asyncio.Lock()
         self._forwarder: asyncio.Task | None = None
@@ -155,7 +160,7 @@ class Session:
                 await self.send(Pong().to_json())
             elif isinstance(parsed, Hello):
                 await self._hello(parsed)
-            elif isinstance(parsed, ImageData | UploadComplete):
+            elif isinstance(parsed, ImageData | MaskData | UploadComplete):
                 await self._uploads.put(parsed)
             else:
                 await self._cancel()
@@ -206,6 +211,8 @@ class Session:
             try:
                 if isinstance(message, ImageData):
                     await self._receive_image(message)
+                elif isinstance(message, MaskData):
+                    await self._receive_mask(message)
                 else:
                     await self._complete(message)
             finally:
@@ -229,6 +236,30 @@ class Session:
             await self.send_error(exc.message, exc.code)
             return
         await self.send(ImageReceived(filename=photo.label).to_json())
+
+    async def _receive_mask(self, message: MaskData) -> None:
+        """The mask of a photo received before; a refused mask leaves the photo, maskless."""
+        if "masks" not in self.features:
+            await self.send_error(
+                'mask_data is an extension: send {"type":"hello","features":["masks"]} first',
+                "bad_message",
+            )
+            return
+        jobs = self.service.jobs
+        if self.job is not None and self.job.state != "uploading":
+            await self._refuse_busy()
+            return
+        try:
+            photo = jobs.photo_named(self.job, message.photo)
+            assert self.job is not None
+            jobs.check_mask_size(self.job, photo, len(message.data) * 3 // 4)
+            label = f"{photo.label} (its mask)"
+            data = await asyncio.to_thread(decode_data_url, message.data, label, "bad_mask")
+            await jobs.add_mask(self.job, photo, data)
+        except Refused as exc:
+            await self.send_error(exc.message, exc.code)
+            return
+        await self.send(MaskReceived(photo=photo.label).to_json())
 
     async def _complete(self, message: UploadComplete) -> None:
         job = self.job
@@ -290,10 +321,14 @@ class Session:
                     self._end(job)
                     if "cameras" in self.features:
                         await self.send(_cameras_message(event).to_json())
+                    result = event.reconstruction
+                    checked = "quality" in self.features
                     complete = ReconstructionComplete(
                         total_points=sent,
                         job_id=self._job_id(job),
                         downloads=event.downloads if "job" in self.features else None,
+                        quality=QualityInfo(**result.quality.to_json()) if checked else None,
+                        masks=result.masks if checked else None,  # type: ignore[arg-type]
                     )
                     await self.send(complete.to_json())
                     return
@@ -358,7 +393,7 @@ class Session:
                 await self.ws.close()
 
 
-def decode_data_url(data: str, label: str) -> bytes:
+def decode_data_url(data: str, label: str, code: str = "bad_photo") -> bytes:
     """The bytes of a ``data:<type>;base64,<payload>`` URL, or Refused saying what is wrong."""
     header, comma, payload = data.partition(",")
     if not data.startswith("data:") or not comma or not header.endswith(";base64"):
@@ -366,13 +401,13 @@ def decode_data_url(data: str, label: str) -> bytes:
         raise Refused(
             f'{label}: "data" is not a base64 data URL (expected "data:image/jpeg;base64,...", '
             f"got {shown!r})",
-            code="bad_photo",
+            code=code,
         )
     try:
         return base64.b64decode(payload, validate=True)
     except (binascii.Error, ValueError) as exc:
         raise Refused(
-            f'{label}: the base64 in "data" is damaged or truncated ({exc})', code="bad_photo"
+            f'{label}: the base64 in "data" is damaged or truncated ({exc})', code=code
         ) from None
 
 
