@@ -46,14 +46,61 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+class JudgedEngine:
+    """TEST DOUBLE for the Engine protocol: a few points in front of each photo, and the verdict
+    it was given (none: the result is unchecked), so the viewer's words for it can be tested
+    without a real engine's minutes."""
+
+    name = "judged"
+
+    def __init__(self, quality=None, points_per_view: int = 400) -> None:
+        self.quality = quality
+        self.points_per_view = points_per_view
+
+    def reconstruct(self, photos, observer=None):
+        import numpy as np
+
+        from aetherscan.engines.base import Observer
+        from aetherscan.photos import read_size
+        from aetherscan.reconstruction import Reconstruction, View
+
+        observer = observer or Observer()
+        views = []
+        for index, photo in enumerate(photos):
+            width, height = read_size(photo.path)
+            rng = np.random.default_rng(index)
+            n = self.points_per_view
+            pose = np.eye(4)
+            pose[0, 3] = -index
+            views.append(
+                View(
+                    photo.name,
+                    width,
+                    height,
+                    np.array([[width, 0, width / 2], [0, width, height / 2], [0, 0, 1]], float),
+                    pose,
+                    (rng.normal(size=(n, 3)) * 0.3 + [index, 0, 4]).astype(np.float32),
+                    rng.integers(60, 255, (n, 3)).astype(np.uint8),
+                    np.linspace(5, 1, n).astype(np.float32),
+                )
+            )
+            observer.progress("mapping", (index + 1) / len(photos), f"view {index + 1}")
+        result = Reconstruction(self.name, views)
+        if self.quality is not None:
+            result.quality = self.quality
+        result.masks = "given" if any(p.mask_path for p in photos) else "none"
+        return result
+
+
 class LiveServer:
     """The AetherScan app (``create_app``) on uvicorn in a thread; stop() and start() again
-    on the same port."""
+    on the same port. ``engine``: an engine object instead of the server's own choice."""
 
-    def __init__(self, data_dir: Path, port: int | None = None) -> None:
+    def __init__(self, data_dir: Path, port: int | None = None, engine=None) -> None:
         self.data_dir = data_dir
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.engine = engine
         self._server = None
         self._thread: threading.Thread | None = None
 
@@ -65,7 +112,7 @@ class LiveServer:
 
         # The engine is the server's own choice (AETHERSCAN_ENGINE, default auto), as for a user.
         settings = Settings(host="127.0.0.1", port=self.port, data_dir=self.data_dir)
-        config = server_config(create_app(settings), settings, log_level="warning")
+        config = server_config(create_app(settings, self.engine), settings, log_level="warning")
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, daemon=True)
         self._thread.start()

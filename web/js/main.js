@@ -11,6 +11,7 @@ import { Notices } from "./notices.js";
 import { listenForFiles, PhotoList, Upload } from "./photos.js";
 import { decodePointFrame, FEATURES } from "./protocol.js";
 import { SceneView } from "./scene.js";
+import { describeResult } from "./verdict.js";
 
 const MIN_PHOTOS = 2;
 
@@ -45,6 +46,7 @@ const ui = {
   newScan: $("new-scan"),
   stageBar: $("stage-bar"),
   stageText: $("stage-text"),
+  verdict: $("verdict"),
   messages: $("messages"),
   pointSize: $("point-size"),
   pointSizeValue: $("point-size-value"),
@@ -74,6 +76,8 @@ const app = {
   bytesReceived: 0,
   totalPoints: null,
   cameras: 0,
+  quality: null, // the engine's verdict on the result: {verdict, reasons}
+  masks: null, // where the result's masks came from
   frameLog: [], // {count, receivedMs, shownMs}: epoch milliseconds, for the benchmark
   framesInRenders: 0, // frameLog entries already handed to a render
   acceptJobData: false,
@@ -97,6 +101,7 @@ const notices = new Notices({
   list: ui.messages,
   stageText: ui.stageText,
   stageBar: ui.stageBar,
+  verdict: ui.verdict,
 });
 const controls = new ViewControls(
   {
@@ -335,7 +340,7 @@ const HANDLERS = {
   },
   reconstruction_complete(message) {
     if (!app.acceptJobData) return;
-    completeJob(message.total_points, message.downloads ?? {});
+    completeJob(message.total_points, message.downloads ?? {}, message);
   },
 };
 
@@ -434,16 +439,18 @@ function failJob(text) {
   showMessage(text);
 }
 
-function completeJob(totalPoints, downloads) {
+/** The end of a job: `result` holds the engine's `quality` and `masks`, where the server sent them. */
+function completeJob(totalPoints, downloads, result) {
   app.acceptJobData = false;
   app.totalPoints = totalPoints;
+  app.quality = result.quality ?? null;
+  app.masks = result.masks ?? null;
   setPhase("done");
   const received = app.pointsReceived;
-  setStage(
-    `Done: ${Number(totalPoints ?? received).toLocaleString()} points from ` +
-      `${app.cameras || "the"} cameras.`,
-    1,
-  );
+  const summary =
+    `${Number(totalPoints ?? received).toLocaleString()} points from ` +
+    `${app.cameras || "the"} cameras`;
+  notices.result(describeResult(app.quality, app.masks, summary));
   if (totalPoints !== undefined && totalPoints !== received) {
     showMessage(`The server reported ${totalPoints} points but ${received} arrived.`, "warning");
   }
@@ -464,6 +471,8 @@ function resetResult() {
   app.bytesReceived = 0;
   app.totalPoints = null;
   app.cameras = 0;
+  app.quality = null;
+  app.masks = null;
   app.frameLog = [];
   app.framesInRenders = 0;
   showDownloads(ui.downloads, ui.downloadList, {});
@@ -510,7 +519,7 @@ async function resumeJob(jobId) {
   }
   app.cameras = cameras.length;
   view.setCameras(cameras);
-  completeJob(job.num_points, job.downloads ?? {});
+  completeJob(job.num_points, job.downloads ?? {}, job);
 }
 
 function resumeJobWhenOnline(jobId) {

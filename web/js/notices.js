@@ -1,11 +1,12 @@
-// What the page tells people: the stage line with its progress bar, and a list of messages
-// (errors stay until dismissed; information fades).
+// What the page tells people: the stage line with its progress bar, the verdict on a finished
+// result, and a list of messages (errors stay until dismissed; information fades).
 
 export class Notices {
-  constructor({ list, stageText, stageBar }) {
+  constructor({ list, stageText, stageBar, verdict }) {
     this.list = list;
     this.stageText = stageText;
     this.stageBar = stageBar;
+    this.verdictNote = verdict;
     this.log = []; // every message shown: {level, text}
   }
 
@@ -34,7 +35,20 @@ export class Notices {
   /** The stage line: a sentence and a fraction done (null: working, amount unknown). */
   stage(text, fraction = null) {
     this.stageText.textContent = text;
+    delete this.stageText.dataset.verdict;
+    this.verdictNote.hidden = true;
+    this.verdictNote.textContent = "";
     this.stageBar.parentElement.classList.toggle("indeterminate", fraction === null);
     this.stageBar.style.width = fraction === null ? "100%" : `${Math.round(100 * fraction)}%`;
+  }
+
+  /** The stage line and a note for a finished result, marked "good" or "uncertain" (or ""). */
+  result({ verdict, stage, note }) {
+    this.stage(stage, 1);
+    if (verdict) this.stageText.dataset.verdict = verdict;
+    this.verdictNote.textContent = note;
+    this.verdictNote.hidden = note === "";
+    if (verdict) this.verdictNote.dataset.verdict = verdict;
+    else delete this.verdictNote.dataset.verdict;
   }
 }
