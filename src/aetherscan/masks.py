@@ -24,8 +24,8 @@ log = logging.getLogger(__name__)
 
 MASK_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp"})
 NAMING = (
-    "the mask of IMG_1.jpg is named IMG_1.jpg, IMG_1.jpg.png (as COLMAP names them) or IMG_1 "
-    "with any image suffix (IMG_1.png)"
+    "the mask of IMG_1.jpg is named IMG_1.jpg, IMG_1.jpg.png as COLMAP names them, or IMG_1 "
+    "with any image suffix, such as IMG_1.png"
 )
 
 
