@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import resource
 import time
@@ -39,6 +40,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
 
+    logging.basicConfig(level=logging.INFO, format="%(message)s")  # the engine's statistics
     truth = load_ground_truth(args.gt) if args.gt else None
     if truth:
         photos = [Photo(c.name, args.photos / c.name) for c in truth]
@@ -60,6 +62,8 @@ def main() -> None:
         "load_avg": os.getloadavg()[0],
         "options": vars(args) | {"photos": str(args.photos), "gt": str(args.gt), "json": None},
         "dropped": [d.name for d in rec.dropped],
+        "quality": rec.quality.to_json(),
+        "masks": rec.masks,
     }
     if truth:
         result["scores"] = evaluate_reconstruction(rec, truth)

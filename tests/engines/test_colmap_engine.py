@@ -7,7 +7,7 @@ from PIL import Image
 
 from aetherscan.engines.base import Cancelled, EngineError, Observer, Photo
 from aetherscan.engines.colmap import ColmapEngine
-from aetherscan.engines.colmap_sfm import focal_prior_px
+from aetherscan.engines.sfm.loading import focal_prior_px
 from aetherscan.geometry.metrics import score_poses
 from aetherscan.reconstruction import PointCloud
 
@@ -135,7 +135,7 @@ def test_focal_prior_comes_from_the_35mm_equivalent():
 
 
 def test_descriptor_votes_find_the_photos_that_share_features():
-    from aetherscan.engines.colmap_sfm import descriptor_votes
+    from aetherscan.engines.sfm.matching import descriptor_votes
 
     rng = np.random.default_rng(1)
 
@@ -159,16 +159,17 @@ def test_descriptor_votes_find_the_photos_that_share_features():
 @pytest.mark.slow
 def test_flowerpot_fixtures_give_sane_cameras_and_name_every_photo_left_out():
     photos = [Photo(p.name, p) for p in sorted(FLOWERPOT.glob("*.jpg"))]
-    # One thread: multi-threaded matching and mapping place 3 to 5 of these photos from run to
-    # run; on one thread the result is the same every time (5 placed).
-    rec = ColmapEngine(max_image_px=480, num_threads=1).reconstruct(photos)
+    rec = ColmapEngine(max_image_px=480, densify=False).reconstruct(photos)
     placed = [v.name for v in rec.views]
     dropped = [d.name for d in rec.dropped]
     # Every photo is placed or reported, never both; each report says why.
     assert sorted(placed + dropped) == sorted(p.name for p in photos)
     assert all(d.reason for d in rec.dropped)
     # 45 degree turns between shots: the portrait overview shots place, the close-ups may not.
+    # The global mapper places 7, of which 3 contradict their own pairs: those are left out.
     assert len(placed) >= 4
+    assert any("contradict" in d.reason for d in rec.dropped)
+    assert rec.quality.verdict == "good", rec.quality.reasons
     # The point nearest to all optical axes: what the cameras look at (the pot).
     A, b = np.zeros((3, 3)), np.zeros(3)
     for view in rec.views:
@@ -177,12 +178,8 @@ def test_flowerpot_fixtures_give_sane_cameras_and_name_every_photo_left_out():
         A += P
         b += P @ view.center
     centre = np.linalg.solve(A, b)
-    distances = []
     for view in rec.views:
         # EXIF: 3.81 mm lens on a 4.65 mm wide sensor, 640 px long side: about 524 px.
         assert view.K[0, 0] == pytest.approx(3.81 / 4.65 * 640, rel=0.2)
         depth = view.cam_from_world[2, :3] @ centre + view.cam_from_world[2, 3]
         assert depth > 0  # the pot is in front of every camera
-        distances.append(np.linalg.norm(view.center - centre))
-    # The camera stood still while the pot turned: equal distances to it.
-    assert max(distances) < 1.5 * min(distances)

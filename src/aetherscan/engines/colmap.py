@@ -31,12 +31,14 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
+from PIL import Image
 
 import aetherscan
 from aetherscan.engines.base import EngineError, Observer, Photo
+from aetherscan.engines.sfm.mapping import MAPPERS
 from aetherscan.geometry.camera import colmap_K_to_opencv_K
 from aetherscan.photos import open_photo_array
-from aetherscan.reconstruction import DroppedPhoto, PointCloud, Reconstruction, View
+from aetherscan.reconstruction import DroppedPhoto, PointCloud, Quality, Reconstruction, View
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +56,11 @@ class ColmapEngine:
     more; time grows with the pixels). ``matching``: ``exhaustive`` matches every pair,
     ``pruned`` each photo with its neighbours in input order and its most similar photos, and
     ``auto`` picks exhaustive up to 30 photos (see colmap_sfm.py). ``densify=False`` keeps the
-    sparse SfM points.
+    sparse SfM points. ``mappers``: the SfM methods to run; with both, the model that agrees
+    best with the verified photo pairs is kept (see ``aetherscan.engines.sfm.quality``).
+    ``still_background``: drop the matches that do not move between two photos (the background
+    behind a turntable) ``always``, ``never``, or ``auto`` when most pairs show such matches. Masks (``Photo.mask_path`` or a photo's alpha) keep features and dense
+    points on the subject.
     """
 
     name = "colmap"
@@ -67,6 +73,8 @@ class ColmapEngine:
         max_megapixels: float = 100.0,
         densify: bool = True,
         matching: Literal["auto", "exhaustive", "pruned"] = "auto",
+        mappers: Sequence[str] = MAPPERS,
+        still_background: Literal["auto", "always", "never"] = "auto",
         _abort_at: str | None = None,  # test hook: the child aborts at the start of this stage
     ) -> None:
         if max_image_px < 64:
@@ -78,6 +86,15 @@ class ColmapEngine:
         if matching not in ("auto", "exhaustive", "pruned"):
             raise ValueError(f"matching must be auto, exhaustive or pruned, got {matching!r}")
         self.matching = matching
+        unknown = set(mappers) - set(MAPPERS)
+        if unknown or not mappers:
+            raise ValueError(f"mappers must be some of {MAPPERS}, got {list(mappers)}")
+        self.mappers = tuple(mappers)
+        if still_background not in ("auto", "always", "never"):
+            raise ValueError(
+                f"still_background must be auto, always or never, got {still_background!r}"
+            )
+        self.still_background = still_background
         self._abort_at = _abort_at
 
     def reconstruct(
@@ -110,17 +127,28 @@ class ColmapEngine:
             views=views,
             dropped=[DroppedPhoto(d["name"], d["reason"]) for d in header["dropped"]],
             timings_s=timings,
+            quality=Quality.from_json(header["quality"]),
+            masks=header["masks"],
         )
 
     # -- the child process -----------------------------------------------------------------
     def _run_sfm(self, photos: Sequence[Photo], work: Path, observer: Observer) -> dict:
         spec = {
-            "photos": [{"name": p.name, "path": str(Path(p.path).resolve())} for p in photos],
+            "photos": [
+                {
+                    "name": p.name,
+                    "path": str(Path(p.path).resolve()),
+                    "mask": str(Path(p.mask_path).resolve()) if p.mask_path else None,
+                }
+                for p in photos
+            ],
             "work_dir": str(work),
             "max_image_px": self.max_image_px,
             "max_megapixels": self.max_megapixels,
             "num_threads": self.num_threads,
             "matching": self.matching,
+            "mappers": list(self.mappers),
+            "still_background": self.still_background,
             "abort_at": self._abort_at,
         }
         spec_path = work / "spec.json"
@@ -239,14 +267,20 @@ class ColmapEngine:
             return False
         import cv2
 
-        images, Ks = [], []
+        images, Ks, masks = [], [], []
         for k, meta in enumerate(header["views"]):
             image = open_photo_array(work / "images" / meta["file"])
+            mask_file = work / "masks" / f"{meta['file']}.png"  # written by the SfM worker
+            mask = np.asarray(Image.open(mask_file).convert("L")) if mask_file.exists() else None
             K = sparse[f"{k}/K"]
             if meta["radial_k1"] != 0.0:
                 K_cv = colmap_K_to_opencv_K(K)  # OpenCV: pixel centres on integers
-                image = cv2.undistort(image, K_cv, np.array([meta["radial_k1"], 0, 0, 0]))
+                distortion = np.array([meta["radial_k1"], 0, 0, 0])
+                image = cv2.undistort(image, K_cv, distortion)
+                if mask is not None:
+                    mask = cv2.undistort(mask, K_cv, distortion)
             images.append(image)
+            masks.append(None if mask is None else mask >= 128)
             Ks.append(K)
         emitted: dict[int, list[PointCloud]] = {}
 
@@ -270,6 +304,7 @@ class ColmapEngine:
             sparse_xyz=sparse["points/xyz"],
             on_view=on_view,
             progress=progress,
+            masks=masks,
         )
         for k, (view, (xyz, rgb, confidence, depth)) in enumerate(zip(views, results, strict=True)):
             if k not in emitted:  # every point reaches the observer exactly once

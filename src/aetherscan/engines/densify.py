@@ -105,6 +105,7 @@ def densify(
     on_view: ViewCallback | None = None,
     progress: ProgressCallback | None = None,
     options: DensifyOptions | None = None,
+    masks: list[np.ndarray | None] | None = None,
 ) -> list[ViewPoints]:
     """Dense coloured points for posed photos.
 
@@ -121,10 +122,13 @@ def densify(
     (h, w), 0 where unknown, or None when the view had no stereo partner; its intrinsics are K
     scaled by (w / W, h / H). ``on_view(view_index, xyz, rgb, confidence)`` receives each view's
     points (possibly none) as soon as they are final, in no particular order; ``progress(fraction,
-    message)`` reports progress.
+    message)`` reports progress. ``masks``: per view None or an (H, W) bool array, False where
+    the pixel is not the subject (background): no depth, and so no point, comes from there.
     """
     options = options or DensifyOptions()
-    views = _prepare_views(images, K, cam_from_world, options.max_image_px, options.min_texture)
+    views = _prepare_views(
+        images, K, cam_from_world, options.max_image_px, options.min_texture, masks
+    )
     count = len(views)
     report = progress or (lambda fraction, message: None)
     if sparse_xyz is None or len(sparse_xyz) == 0:
@@ -190,14 +194,16 @@ def _prepare_views(
     poses: list[np.ndarray],
     max_image_px: int,
     min_texture: float,
+    masks: list[np.ndarray | None] | None = None,
 ) -> list[_View]:
-    if not len(images) == len(Ks) == len(poses):
+    masks = masks if masks is not None else [None] * len(images)
+    if not len(images) == len(Ks) == len(poses) == len(masks):
         raise ValueError(
             f"expected as many intrinsics and poses as images, got {len(images)} images, "
-            f"{len(Ks)} K and {len(poses)} poses"
+            f"{len(Ks)} K, {len(poses)} poses and {len(masks)} masks"
         )
     views = []
-    for image, K, pose in zip(images, Ks, poses, strict=True):
+    for image, K, pose, mask in zip(images, Ks, poses, masks, strict=True):
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise ValueError(f"expected (H, W, 3) uint8 images, got {image.shape} {image.dtype}")
         if np.shape(K) != (3, 3) or np.shape(pose) != (4, 4):
@@ -215,6 +221,10 @@ def _prepare_views(
         K_work[1] *= h / height
         gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
         textured = _local_deviation(gray, 7) >= min_texture
+        if mask is not None:
+            if mask.shape != (height, width):
+                raise ValueError(f"expected a ({height}, {width}) mask, got {mask.shape}")
+            textured &= cv2.resize(mask.astype(np.uint8), (w, h), cv2.INTER_NEAREST) > 0
         views.append(
             _View(rgb, gray, textured, colmap_K_to_opencv_K(K_work), np.asarray(pose, np.float64))
         )

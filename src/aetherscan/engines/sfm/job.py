@@ -1,0 +1,82 @@
+"""What one SfM run carries from step to step."""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TextIO
+
+# Share of the whole job at the end of each stage (the parent adds densify on top).
+STAGE_END = {"load": 0.06, "features": 0.25, "matching": 0.45, "mapping": 0.65}
+STAGE_START = {"load": 0.0, "features": 0.06, "matching": 0.25, "mapping": 0.45}
+
+
+class SfmFailure(Exception):
+    """A job that cannot succeed, with a message for people."""
+
+
+@dataclass
+class SfmJob:
+    """Folders, the photos left out so far (photo index -> reason), statistics, reporting."""
+
+    spec: dict
+    channel: TextIO
+    dropped: dict[int, str] = field(default_factory=dict)
+    stats: dict[str, object] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+    last_fraction: float = 0.0
+
+    @property
+    def work(self) -> Path:
+        return Path(self.spec["work_dir"])
+
+    @property
+    def images_dir(self) -> Path:
+        return self.work / "images"
+
+    @property
+    def masks_dir(self) -> Path:
+        """COLMAP's mask folder: ``<image name>.png`` beside each masked image's name."""
+        return self.work / "masks"
+
+    @property
+    def database_path(self) -> Path:
+        return self.work / "database.db"
+
+    @property
+    def threads(self) -> int:
+        return int(self.spec.get("num_threads", -1))
+
+    def send(self, message: dict) -> None:
+        self.channel.write(json.dumps(message) + "\n")
+        self.channel.flush()
+
+    def progress(self, stage: str, within: float, message: str) -> None:
+        start, end = STAGE_START[stage], STAGE_END[stage]
+        fraction = start + (end - start) * min(max(within, 0.0), 1.0)
+        # Never backwards: a second mapping pass restarts its own count.
+        fraction = self.last_fraction = max(fraction, self.last_fraction)
+        self.send({"type": "progress", "stage": stage, "fraction": fraction, "message": message})
+
+    def stage(self, name: str, message: str) -> None:
+        self.progress(name, 0.0, message)
+        if self.spec.get("abort_at") == name:  # test hook: a crash like a failed C++ CHECK
+            os.abort()
+
+    def timed(self, name: str, step: Callable):
+        """Run ``step()``, keeping its wall and CPU seconds under ``name``."""
+        start, cpu = time.perf_counter(), _cpu_s()
+        result = step()
+        self.timings[name] = round(time.perf_counter() - start, 3)
+        self.stats.setdefault("cpu_s", {})[name] = round(_cpu_s() - cpu, 3)
+        return result
+
+
+def _cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
