@@ -227,6 +227,8 @@ def load_reconstruction(path: Path) -> Reconstruction:
         dropped=[DroppedPhoto(**d) for d in header["dropped"]],
         timings_s=header["timings_s"],
         # Files written before the verdict existed were never checked.
-        quality=Quality.from_json(header["quality"]) if "quality" in header else Quality.unchecked(),
+        quality=Quality.from_json(header["quality"])
+        if "quality" in header
+        else Quality.unchecked(),
         masks=header.get("masks", "none"),
     )
