@@ -59,12 +59,16 @@ class ExactPointmaps(torch.nn.Module):
     """Stands in for Fast3R: same call and output, geometry from TRUE_CAM_FROM_WORLD."""
 
     def __init__(
-        self, global_conf_scale: list[float] | None = None, broken: set[int] = frozenset()
+        self,
+        global_conf_scale: list[float] | None = None,
+        broken: set[int] = frozenset(),
+        scrambled: set[int] = frozenset(),
     ):
         super().__init__()
         self.anchor = torch.nn.Parameter(torch.zeros(()))  # something to move to a device
         self.global_conf_scale = global_conf_scale
         self.broken = broken
+        self.scrambled = scrambled  # views whose point map no single camera can explain
         self.calls: list[list[tuple[int, ...]]] = []
 
     def forward(self, images, image_ids=None):
@@ -80,6 +84,9 @@ class ExactPointmaps(torch.nn.Module):
             world = transform_points(invert_pose(TRUE_CAM_FROM_WORLD[i]), cam)
             if i in self.broken:
                 world[:] = np.nan
+            if i in self.scrambled:
+                rows = np.random.default_rng(i).permutation(height * width)
+                world = world.reshape(-1, 3)[rows].reshape(height, width, 3)
             conf = 1.0 + 4.0 * np.exp(-((u - width / 2) ** 2 + (v - height / 2) ** 2) / width**2)
             if self.global_conf_scale is not None:
                 conf = 1.0 + (conf - 1.0) * self.global_conf_scale[i]
@@ -166,6 +173,14 @@ def test_engine_recovers_known_cameras_intrinsics_and_surface(photos, image_size
         np.testing.assert_allclose(cam[:, 2], true_depth(model_h, model_w)[v, u], rtol=1e-5)
         assert view.depth.shape == view.depth_confidence.shape == (model_h, model_w)
         np.testing.assert_allclose(view.depth, true_depth(model_h, model_w), rtol=1e-5)
+
+
+def test_the_verdict_is_good_for_consistent_maps_and_names_a_view_no_camera_explains(photos):
+    good = _engine(ExactPointmaps()).reconstruct(photos)
+    assert good.quality.verdict == "good" and good.quality.reasons == []
+    doubtful = _engine(ExactPointmaps(scrambled={2})).reconstruct(photos)
+    assert doubtful.quality.verdict == "uncertain"
+    assert any("c.jpg" in reason for reason in doubtful.quality.reasons)
 
 
 def test_view_points_are_the_most_confident_with_their_pixel_colours(photos):

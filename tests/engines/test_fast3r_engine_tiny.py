@@ -144,6 +144,8 @@ def test_int8_mode_quantises_the_linears_and_runs_end_to_end(tiny_weights, photo
     result = engine.reconstruct(photos[:2])
     assert [v.name for v in result.views] == [p.name for p in photos[:2]]
     assert all(np.isfinite(v.points).all() and is_rigid(v.cam_from_world) for v in result.views)
+    assert result.quality.verdict == "uncertain"
+    assert any("int8" in reason for reason in result.quality.reasons)
 
 
 def test_int8_is_refused_on_a_gpu_device(tiny_weights):

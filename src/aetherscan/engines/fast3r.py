@@ -49,7 +49,7 @@ from aetherscan.geometry.focal import estimate_focal
 from aetherscan.geometry.pnp import solve_pnp
 from aetherscan.models.preprocess import IMAGE_SIZES, ModelInput, preprocess
 from aetherscan.photos import PhotoError, open_photo
-from aetherscan.reconstruction import DroppedPhoto, PointCloud, Reconstruction, View
+from aetherscan.reconstruction import DroppedPhoto, PointCloud, Quality, Reconstruction, View
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +58,9 @@ MAX_PHOTOS = 1000  # rows of the image-index embedding table (SPEC §2.3)
 MIN_VIEW_CONFIDENCE = 1.5
 PNP_ITERATIONS = 100
 PNP_REPROJECTION_PX = 5.0
+# A camera that explains less of its own point map than this is doubtful (the original keeps
+# every pixel with confidence > 1 for PnP, so a right pose explains most of them).
+MIN_PNP_INLIER_SHARE = 0.5
 ALIGN_TOP_FRACTION = 0.15
 
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -140,7 +143,8 @@ class Fast3REngine:
             self.model = weights.to(self.device).eval()
         else:
             self.model = _load_model(weights, self.device)
-        if dtype == "int8":
+        self.int8 = dtype == "int8"
+        if self.int8:
             from aetherscan.models.int8 import quantize_int8
 
             quantize_int8(self.model)
@@ -206,10 +210,38 @@ class Fast3REngine:
             dropped.append(DroppedPhoto(kept_photos[i].name, pose_drops[i]))
         timings["total"] = time.perf_counter() - started
         reconstruction = Reconstruction(
-            engine=self.name, views=views, dropped=dropped, timings_s=timings
+            engine=self.name,
+            views=views,
+            dropped=dropped,
+            timings_s=timings,
+            quality=self._quality([kept_photos[i].name for i in placed], len(inputs), placed),
         )
         observer.progress("done", 1.0, f"{len(views)} cameras, {reconstruction.num_points} points")
         return reconstruction
+
+    def _quality(self, names: list[str], given: int, placed: list[int]) -> Quality:
+        """Fast3R's poses come from its own point maps, so the check is how well each camera
+        explains its map (the PnP inlier share) and how many photos it could place."""
+        reasons = []
+        weak = [
+            name
+            for name, i in zip(names, placed, strict=True)
+            if self._pnp_inlier_share.get(i, 0.0) < MIN_PNP_INLIER_SHARE
+        ]
+        if weak:
+            reasons.append(
+                f"the camera of {len(weak)} photo(s) ({', '.join(weak[:3])}) explains less than "
+                f"{100 * MIN_PNP_INLIER_SHARE:.0f} % of its own point map: the map is "
+                "inconsistent there"
+            )
+        if len(placed) < given / 2:
+            reasons.append(f"only {len(placed)} of {given} photos could be placed")
+        if self.int8:
+            reasons.append(
+                "int8 inference has not been checked against the real weights yet: compare with "
+                "fp32 before relying on it"
+            )
+        return Quality("uncertain" if reasons else "good", reasons)
 
     # -- stages
 
@@ -296,9 +328,12 @@ class Fast3REngine:
                 iterations=PNP_ITERATIONS,
                 reprojection_px=PNP_REPROJECTION_PX,
             )
-            return None if result is None else (K, result.cam_from_world)
+            if result is None:
+                return None
+            return K, result.cam_from_world, result.num_inliers / max(1, int(mask.sum()))
 
         poses: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self._pnp_inlier_share: dict[int, float] = {}
         workers = max(1, min(8, os.cpu_count() or 1, len(candidates)))
         with ThreadPoolExecutor(workers) as pool:  # OpenCV releases the GIL
             try:
@@ -308,7 +343,8 @@ class Fast3REngine:
                     if result is None:
                         drops[i] = "its camera pose could not be estimated (PnP failed)"
                     else:
-                        poses[i] = result
+                        poses[i] = result[:2]
+                        self._pnp_inlier_share[i] = result[2]
                     observer.progress(
                         "poses",
                         _stage_fraction("poses", (done + 1) / len(candidates)),
