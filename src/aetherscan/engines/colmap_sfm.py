@@ -25,6 +25,7 @@ from pathlib import Path
 from aetherscan.engines.colmap import PARENT_PID_VARIABLE
 from aetherscan.engines.sfm.background import remove_still_background
 from aetherscan.engines.sfm.features import extract_features
+from aetherscan.engines.sfm.foreground import still_camera_masks
 from aetherscan.engines.sfm.job import SfmFailure, SfmJob
 from aetherscan.engines.sfm.loading import PhotoInfo, create_database, load_photos
 from aetherscan.engines.sfm.mapping import MAPPERS, Candidate, connected_photos, run_mapper
@@ -54,7 +55,10 @@ def run(job: SfmJob) -> Path:
         raise SfmFailure("fewer than 2 photos have enough features to match")
     plan = job.timed("matching", lambda: match_photos(job, infos, image_ids))
     if job.spec.get("still_background", "auto") == "auto":
-        job.timed("still_background", lambda: remove_still_background(job, plan))
+        still = job.timed("still_background", lambda: remove_still_background(job, plan))
+        if still and job.spec.get("automatic_masks", True):
+            written = job.timed("automatic_masks", lambda: still_camera_masks(job, infos))
+            job.stats["automatic_masks"] = written
     id_to_index = {image_ids[info.index]: info.index for info in usable}
     by_id = {image_ids[info.index]: info for info in usable}
 
