@@ -1,9 +1,11 @@
 """The COLMAP engine: a classical reconstruction on any CPU, no model weights needed.
 
-pycolmap does the sparse part (SIFT, matching, incremental SfM) in a child process
-(``aetherscan.engines.colmap_sfm``), because some of its failures abort the process instead of
-raising: a crash there costs this one job and becomes an ``EngineError``. The dense part runs
-here, through ``aetherscan.engines.densify`` (OpenCV stereo on the CPU).
+pycolmap does the sparse part (SIFT, matching, incremental and global SfM, the check of each
+model against the verified pairs that picks one and gives the verdict) in a child process
+(``aetherscan.engines.colmap_sfm``, its steps in ``aetherscan.engines.sfm``), because some of its
+failures abort the process instead of raising: a crash there costs this one job and becomes an
+``EngineError``. The dense part runs here, through ``aetherscan.engines.densify`` (OpenCV stereo
+on the CPU), kept off the pixels that the photos' masks mark as background.
 
 Output conventions (see ``aetherscan.reconstruction``): ``K`` at the original photo resolution,
 ``cam_from_world`` in OpenCV axes, in COLMAP's world frame and arbitrary scale. COLMAP estimates
