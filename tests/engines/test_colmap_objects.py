@@ -181,7 +181,7 @@ def test_the_check_finds_a_pose_turned_by_hand(turntable, tmp_path):
     by_id = {image_ids[info.index]: info for info in infos}
     id_to_index = {image_id: info.index for image_id, info in by_id.items()}
     candidate = run_mapper(job, "global", id_to_index, connected_photos(job, id_to_index))
-    checks = check_candidate(job, candidate, by_id, len(infos))
+    checks = check_candidate(candidate, by_id, len(infos))
     assert verdict(checks) == ("good", [])
     assert not contradicted_photos(checks)
 
@@ -191,7 +191,7 @@ def test_the_check_finds_a_pose_turned_by_hand(turntable, tmp_path):
     pose = frame.rig_from_world
     turn = pycolmap.Rotation3d(np.array([0.0, 0.0, np.radians(25)]))  # about the optical axis
     frame.rig_from_world = pycolmap.Rigid3d(turn * pose.rotation, pose.translation)
-    checks = check_candidate(job, candidate, by_id, len(infos))
+    checks = check_candidate(candidate, by_id, len(infos))
     assert contradicted_photos(checks) == {victim.image_id}
     judged, reasons = verdict(checks)
     assert judged == "uncertain" and any("not confirmed" in r for r in reasons)

@@ -20,6 +20,7 @@ import os
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from aetherscan.engines.colmap import PARENT_PID_VARIABLE
@@ -39,6 +40,24 @@ from aetherscan.engines.sfm.quality import (
 from aetherscan.engines.sfm.result import write_result
 
 RETRY_BELOW_PLACED = 0.8  # fewer photos placed than this share: match again, guided
+AFFINE_MAX_PHOTOS = 24  # a second attempt with affine-covariant features, on small hard sets
+
+
+@dataclass
+class Attempt:
+    """One pass from features to a checked model, in one database."""
+
+    image_ids: dict[int, int]  # photo index -> image id
+    usable: int  # photos with enough features
+    best: tuple[Candidate, ModelChecks] | None
+    dropped: dict[int, str]  # job.dropped at its end
+
+    @property
+    def placed(self) -> int:
+        return len(self.best[0].placed) if self.best else 0
+
+    def score(self) -> tuple:
+        return self.best[1].score() if self.best else (-1,)
 
 
 def run(job: SfmJob) -> Path:
@@ -48,6 +67,40 @@ def run(job: SfmJob) -> Path:
     infos = job.timed("load", lambda: load_photos(job))
     if len(infos) < 2:
         raise SfmFailure(f"{len(infos)} usable photos: a reconstruction needs at least 2")
+    loaded = dict(job.dropped)
+    attempt = attempt_to_place(job, infos)
+    if attempt.placed < RETRY_BELOW_PLACED * attempt.usable and len(infos) <= AFFINE_MAX_PHOTOS:
+        # Wide baselines on a small set: features that survive them, at 2.5x the extraction.
+        job.progress("mapping", 0.6, f"{attempt.placed} photos placed: trying other features")
+        first, job.dropped = attempt, dict(loaded)
+        job.database_name, job.affine_features, job.timing_prefix = (
+            "database_affine.db",
+            True,
+            "affine_",
+        )
+        second = attempt_to_place(job, infos)
+        job.stats["affine_attempt"] = {"placed": second.placed, "before": first.placed}
+        attempt = second if second.score() > first.score() else first
+        job.dropped = attempt.dropped
+    if attempt.best is None:
+        raise SfmFailure(
+            "COLMAP found matches but could not place any pair of photos in 3D: the photos may "
+            "be taken from one spot or overlap too little (walk around the subject, with each "
+            "photo overlapping the previous one by half)"
+        )
+    by_id = {attempt.image_ids[info.index]: info for info in infos}
+    candidate, checks = leave_out_contradicted(job, *attempt.best, by_id, attempt.usable)
+    for index, reason in candidate.dropped.items():
+        job.dropped.setdefault(index, reason)
+    judged, reasons = verdict(checks)
+    job.stats["mapper"] = candidate.mapper
+    job.stats["check"] = checks.summary()
+    quality = {"verdict": judged, "reasons": reasons}
+    return write_result(job, infos, attempt.image_ids, candidate.parts, quality)
+
+
+def attempt_to_place(job: SfmJob, infos: list[PhotoInfo]) -> Attempt:
+    """Features, matching, a still background, mapping; again guided when too few are placed."""
     image_ids = job.timed("database", lambda: create_database(job, infos))
     job.timed("features", lambda: extract_features(job, infos, image_ids))
     usable = [info for info in infos if info.index not in job.dropped]
@@ -56,7 +109,7 @@ def run(job: SfmJob) -> Path:
     plan = job.timed("matching", lambda: match_photos(job, infos, image_ids))
     if job.spec.get("still_background", "auto") == "auto":
         still = job.timed("still_background", lambda: remove_still_background(job, plan))
-        if still and job.spec.get("automatic_masks", True):
+        if still and job.spec.get("automatic_masks", True) and "automatic_masks" not in job.stats:
             written = job.timed("automatic_masks", lambda: still_camera_masks(job, infos))
             job.stats["automatic_masks"] = written
     id_to_index = {image_ids[info.index]: info.index for info in usable}
@@ -77,21 +130,7 @@ def run(job: SfmJob) -> Path:
             best = again
         else:
             job.dropped = first_dropped
-    if best is None:
-        raise SfmFailure(
-            "COLMAP found matches but could not place any pair of photos in 3D: the photos may "
-            "be taken from one spot or overlap too little (walk around the subject, with each "
-            "photo overlapping the previous one by half)"
-        )
-    candidate, checks = best
-    candidate, checks = leave_out_contradicted(job, candidate, checks, by_id, len(usable))
-    for index, reason in candidate.dropped.items():
-        job.dropped.setdefault(index, reason)
-    judged, reasons = verdict(checks)
-    job.stats["mapper"] = candidate.mapper
-    job.stats["check"] = checks.summary()
-    quality = {"verdict": judged, "reasons": reasons}
-    return write_result(job, infos, image_ids, candidate.parts, quality)
+    return Attempt(image_ids, len(usable), best, dict(job.dropped))
 
 
 def map_and_check(
@@ -107,7 +146,7 @@ def map_and_check(
         if candidate is None:
             continue
         checks = job.timed(
-            f"check_{mapper}", lambda c=candidate: check_candidate(job, c, by_id, len(id_to_index))
+            f"check_{mapper}", lambda c=candidate: check_candidate(c, by_id, len(id_to_index))
         )
         job.stats.setdefault("candidates", []).append({"mapper": mapper, **checks.summary()})
         results.append((candidate, checks))
@@ -132,9 +171,9 @@ def leave_out_contradicted(
             "COLMAP placed it, but its matches with the other photos contradict that pose: "
             "left out rather than shown in the wrong place"
         )
-    pruned = Candidate(candidate.mapper, parts, dropped, candidate.stats)
+    pruned = Candidate(candidate.mapper, parts, candidate.database, dropped, candidate.stats)
     job.stats["contradicted_photos"] = len(wrong)
-    return pruned, check_candidate(job, pruned, by_id, usable)
+    return pruned, check_candidate(pruned, by_id, usable)
 
 
 def _exit_with_parent(poll_s: float = 1.0) -> None:

@@ -30,6 +30,11 @@ class SfmJob:
     stats: dict[str, object] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     last_fraction: float = 0.0
+    # A second attempt (affine-covariant features) works in a database of its own, and its
+    # timings carry a prefix.
+    database_name: str = "database.db"
+    affine_features: bool = False
+    timing_prefix: str = ""
 
     @property
     def work(self) -> Path:
@@ -46,7 +51,7 @@ class SfmJob:
 
     @property
     def database_path(self) -> Path:
-        return self.work / "database.db"
+        return self.work / self.database_name
 
     @property
     def threads(self) -> int:
@@ -72,6 +77,7 @@ class SfmJob:
         """Run ``step()``, keeping its wall and CPU seconds under ``name``."""
         start, cpu = time.perf_counter(), _cpu_s()
         result = step()
+        name = self.timing_prefix + name
         self.timings[name] = round(time.perf_counter() - start, 3)
         self.stats.setdefault("cpu_s", {})[name] = round(_cpu_s() - cpu, 3)
         return result

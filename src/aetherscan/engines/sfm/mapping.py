@@ -12,6 +12,7 @@ COLMAP's incremental pipeline (it wants points seen three times): ``map_from_pai
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from aetherscan.engines.sfm.job import SfmFailure, SfmJob
 from aetherscan.engines.sfm.joining import join_models
@@ -28,6 +29,7 @@ class Candidate:
 
     mapper: str
     parts: list[tuple[object, list[int]]]
+    database: Path  # the matches it was made from (image ids are that database's)
     dropped: dict[int, str] = field(default_factory=dict)  # photo index -> reason
     stats: dict[str, object] = field(default_factory=dict)
 
@@ -81,7 +83,7 @@ def run_mapper(job: SfmJob, mapper: str, id_to_index: dict[int, int], connected:
     parts = join_models(
         sorted(models, key=lambda m: m.num_reg_images(), reverse=True), id_to_index, dropped, stats
     )
-    candidate = Candidate(mapper, parts, dropped, stats)
+    candidate = Candidate(mapper, parts, job.database_path, dropped, stats)
     for image_id in connected - candidate.placed:
         candidate.dropped.setdefault(
             id_to_index[image_id],

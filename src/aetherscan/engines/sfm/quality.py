@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from aetherscan.engines.sfm.job import SfmJob
 from aetherscan.engines.sfm.loading import PhotoInfo
 from aetherscan.engines.sfm.mapping import Candidate
 
@@ -86,9 +85,7 @@ class ModelChecks:
         }
 
 
-def check_candidate(
-    job: SfmJob, candidate: Candidate, infos: dict[int, PhotoInfo], usable: int
-) -> ModelChecks:
+def check_candidate(candidate: Candidate, infos: dict[int, PhotoInfo], usable: int) -> ModelChecks:
     """``infos``: image id -> PhotoInfo of every photo given to the mapper."""
     import pycolmap
 
@@ -101,7 +98,7 @@ def check_candidate(
         mean_track_length=float(main.compute_mean_track_length()),
         separate_groups=int(candidate.stats.get("separate_groups", 0)),
     )
-    db = pycolmap.Database.open(job.database_path)
+    db = pycolmap.Database.open(candidate.database)
     pair_ids, geometries = db.read_two_view_geometries()
     evidence = []
     for pair_id, geometry in zip(pair_ids, geometries, strict=True):
