@@ -15,6 +15,8 @@ Kinds:
   textured table and wall. The background's features stand still while the object's move, which
   is what misleads SfM. The ground truth is the camera in the object's frame (from the object's
   point of view the camera circles it); the disc turns with the object but is masked out.
+- ``two_sessions``: the turntable twice, the object upright for the first half of the photos and
+  laid on its side for the second (the object turned over between sessions).
 - ``ring``: the camera walks a ring around a temple-like object (a base, steps, columns, a
   cella and a stepped roof) on a plain dark or white background, ``--step-deg`` apart, at
   ``--elevation-deg`` plus ``--elevation-swing-deg`` * sin(2 azimuth).
@@ -222,7 +224,7 @@ def turn_about_z(angle_deg: float) -> np.ndarray:
 class Capture:
     """What to photograph; the command line's options."""
 
-    kind: str = "turntable"  # "turntable" or "ring"
+    kind: str = "turntable"  # "turntable", "two_sessions" or "ring"
     photos: int = 16
     step_deg: float = 22.5
     texture: str = "low"
@@ -259,6 +261,24 @@ def shots(capture: Capture) -> list[Shot]:
             cam_from_object = cam_from_world @ turn_about_z(k * capture.step_deg)
             groups = [(background, cam_from_world), ([*disc, *figurine], cam_from_object)]
             result.append(Shot(groups, is_object, cam_from_object, light_cam, (0, 0, 0)))
+    elif capture.kind == "two_sessions":
+        # The bronze-object case of #14: half the photos with the object upright, then the
+        # object laid on its side on the disc and turned again. The still camera and room see
+        # both sessions; only the object's frame joins them.
+        background, disc = room_corner(rng), turntable_disc(rng)
+        figurine = turntable_object(rng, capture.texture)
+        is_object = np.array([False] * (len(background) + len(disc)) + [True] * len(figurine))
+        cam_from_world = look_at(np.array([0.0, -1.05, 0.5]), np.array([0.0, 0.0, 0.13]))
+        light_cam = cam_from_world[:3, :3] @ LIGHT_WORLD
+        on_its_side = np.eye(4)
+        on_its_side[:3, :3] = [[1, 0, 0], [0, 0, -1], [0, 1, 0]]  # 90 degrees about x
+        on_its_side[2, 3] = 0.15  # the lowest point (y = -0.15) back on the disc
+        first = capture.photos // 2
+        for k in range(capture.photos):
+            disc_pose = cam_from_world @ turn_about_z(k * capture.step_deg)
+            cam_from_object = disc_pose if k < first else disc_pose @ on_its_side
+            groups = [(background, cam_from_world), (disc, disc_pose), (figurine, cam_from_object)]
+            result.append(Shot(groups, is_object, cam_from_object, light_cam, (0, 0, 0)))
     elif capture.kind == "ring":
         statue = temple(rng, capture.texture)
         target = np.array([0.0, 0.0, 0.22])
@@ -281,7 +301,7 @@ def shots(capture: Capture) -> list[Shot]:
                 )
             )
     else:
-        raise ValueError(f"kind must be turntable or ring, got {capture.kind!r}")
+        raise ValueError(f"kind must be turntable, two_sessions or ring, got {capture.kind!r}")
     return result
 
 
@@ -344,7 +364,9 @@ def write_capture(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("out", type=Path)
-    parser.add_argument("--kind", choices=["turntable", "ring"], default="turntable")
+    parser.add_argument(
+        "--kind", choices=["turntable", "ring", "two_sessions"], default="turntable"
+    )
     parser.add_argument("--photos", type=int, default=16)
     parser.add_argument("--step-deg", type=float, default=22.5)
     parser.add_argument("--texture", choices=TEXTURES, default="low")

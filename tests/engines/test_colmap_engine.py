@@ -169,7 +169,10 @@ def test_flowerpot_fixtures_give_sane_cameras_and_name_every_photo_left_out():
     # The global mapper places 7, of which 3 contradict their own pairs: those are left out.
     assert len(placed) >= 4
     assert any("contradict" in d.reason for d in rec.dropped)
-    assert rec.quality.verdict == "good", rec.quality.reasons
+    # Most matches lie on the flat printed target, and a flat surface cannot confirm a pose:
+    # with 45 degrees between shots, too little else ties the photos together to vouch for it.
+    assert rec.quality.verdict == "uncertain"
+    assert any("not confirmed" in reason for reason in rec.quality.reasons)
     # The point nearest to all optical axes: what the cameras look at (the pot).
     A, b = np.zeros((3, 3)), np.zeros(3)
     for view in rec.views:

@@ -39,6 +39,9 @@ class PairCheck:
     second: int
     inliers: int
     explained: float  # share of the verified matches within MAX_EPIPOLAR_PX of the model's
+    # The matches lie on one plane (or the camera only turned): many wrong poses explain them
+    # as well as the right one, so such a pair can contradict a pose but not confirm it.
+    planar: bool = False
 
     @property
     def agrees(self) -> bool:
@@ -98,6 +101,7 @@ def check_candidate(candidate: Candidate, infos: dict[int, PhotoInfo], usable: i
         mean_track_length=float(main.compute_mean_track_length()),
         separate_groups=int(candidate.stats.get("separate_groups", 0)),
     )
+    planar_configs = _planar_configs()
     db = pycolmap.Database.open(candidate.database)
     pair_ids, geometries = db.read_two_view_geometries()
     evidence = []
@@ -105,12 +109,15 @@ def check_candidate(candidate: Candidate, infos: dict[int, PhotoInfo], usable: i
         first, second = pycolmap.pair_id_to_image_pair(pair_id)
         count = len(geometry.inlier_matches)
         if first in owner and second in owner and count >= MIN_CHECK_INLIERS:
-            evidence.append((count, first, second, geometry.inlier_matches))
+            planar = geometry.config in planar_configs
+            evidence.append((count, first, second, geometry.inlier_matches, planar))
     evidence.sort(key=lambda item: -item[0])
     keypoints = {i: db.read_keypoints(i)[:, :2].astype(np.float64) for i in owner}
     db.close()
-    for _, first, second, matches in evidence[:MAX_CHECKED_PAIRS]:
-        checks.pairs.append(_check_pair(owner, keypoints, first, second, matches))
+    for _, first, second, matches, planar in evidence[:MAX_CHECKED_PAIRS]:
+        check = _check_pair(owner, keypoints, first, second, matches)
+        check.planar = planar
+        checks.pairs.append(check)
     checks.confirmed_photos = _confirmed(checks.pairs, set(owner))
     checks.unconfirmed_photos = len(owner) - len(_largest_agreeing_group(checks.pairs))
     checks.focal_notes = _focal_notes(owner, infos)
@@ -150,6 +157,13 @@ def _skew(v: np.ndarray) -> np.ndarray:
     return np.array([[0, -v[2], v[1]], [v[2], 0, -v[0]], [-v[1], v[0], 0]])
 
 
+def _planar_configs() -> frozenset:
+    import pycolmap
+
+    kind = pycolmap.TwoViewGeometryConfiguration
+    return frozenset({kind.PLANAR, kind.PANORAMIC, kind.PLANAR_OR_PANORAMIC})
+
+
 def _agreement_per_photo(pairs: list[PairCheck]) -> dict[int, float]:
     """Image id -> share of its checked pairs that agree with the model (photos with no checked
     pair have no entry: no evidence either way)."""
@@ -166,10 +180,11 @@ def _confirmed(pairs: list[PairCheck], placed: set[int]) -> int:
 
 
 def _largest_agreeing_group(pairs: list[PairCheck]) -> set[int]:
-    """The largest set of photos connected through pairs that agree with the model."""
+    """The largest set of photos connected through pairs that agree with the model and could
+    have contradicted it (not planar)."""
     neighbours: dict[int, set[int]] = {}
     for pair in pairs:
-        if pair.agrees:
+        if pair.agrees and not pair.planar:
             neighbours.setdefault(pair.first, set()).add(pair.second)
             neighbours.setdefault(pair.second, set()).add(pair.first)
     best: set[int] = set()
@@ -247,7 +262,8 @@ def verdict(checks: ModelChecks) -> tuple[str, list[str]]:
     if checks.pairs and checks.unconfirmed_photos:
         reasons.append(
             f"the poses of {checks.unconfirmed_photos} of the {checks.placed} photos are not "
-            "confirmed by matches with the others (too few, or contradicting)"
+            "confirmed by matches with the others (too few, contradicting, or all on one flat "
+            "surface)"
         )
     if checks.reprojection_error_px > MAX_REPROJECTION_PX:
         reasons.append(
