@@ -251,32 +251,22 @@ def shots(capture: Capture) -> list[Shot]:
         raise ValueError(f"texture must be one of {TEXTURES}, got {capture.texture!r}")
     rng = np.random.default_rng(capture.seed)
     result = []
-    if capture.kind == "turntable":
+    if capture.kind in ("turntable", "two_sessions"):
         background, disc = room_corner(rng), turntable_disc(rng)
         figurine = turntable_object(rng, capture.texture)
         is_object = np.array([False] * (len(background) + len(disc)) + [True] * len(figurine))
         cam_from_world = look_at(np.array([0.0, -1.05, 0.5]), np.array([0.0, 0.0, 0.13]))
         light_cam = cam_from_world[:3, :3] @ LIGHT_WORLD
-        for k in range(capture.photos):
-            cam_from_object = cam_from_world @ turn_about_z(k * capture.step_deg)
-            groups = [(background, cam_from_world), ([*disc, *figurine], cam_from_object)]
-            result.append(Shot(groups, is_object, cam_from_object, light_cam, (0, 0, 0)))
-    elif capture.kind == "two_sessions":
-        # The bronze-object case of #14: half the photos with the object upright, then the
-        # object laid on its side on the disc and turned again. The still camera and room see
-        # both sessions; only the object's frame joins them.
-        background, disc = room_corner(rng), turntable_disc(rng)
-        figurine = turntable_object(rng, capture.texture)
-        is_object = np.array([False] * (len(background) + len(disc)) + [True] * len(figurine))
-        cam_from_world = look_at(np.array([0.0, -1.05, 0.5]), np.array([0.0, 0.0, 0.13]))
-        light_cam = cam_from_world[:3, :3] @ LIGHT_WORLD
+        # two_sessions, the bronze-object case of #14: for the second half of the photos the
+        # object lies on its side on the disc. The still camera and room see both sessions;
+        # only the object's frame joins them.
         on_its_side = np.eye(4)
         on_its_side[:3, :3] = [[1, 0, 0], [0, 0, -1], [0, 1, 0]]  # 90 degrees about x
         on_its_side[2, 3] = 0.15  # the lowest point (y = -0.15) back on the disc
-        first = capture.photos // 2
+        upright = capture.photos if capture.kind == "turntable" else capture.photos // 2
         for k in range(capture.photos):
             disc_pose = cam_from_world @ turn_about_z(k * capture.step_deg)
-            cam_from_object = disc_pose if k < first else disc_pose @ on_its_side
+            cam_from_object = disc_pose if k < upright else disc_pose @ on_its_side
             groups = [(background, cam_from_world), (disc, disc_pose), (figurine, cam_from_object)]
             result.append(Shot(groups, is_object, cam_from_object, light_cam, (0, 0, 0)))
     elif capture.kind == "ring":
