@@ -3,19 +3,13 @@ an empty one (a job that is done with nothing to show would be a lost result).""
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from aetherscan.engines.base import Observer, Photo
 
 FLOWERPOT = Path(__file__).resolve().parents[1] / "fixtures" / "flowerpot"
-
-pytestmark = pytest.mark.skipif(
-    importlib.util.find_spec("pycolmap") is None, reason="pycolmap is not installed"
-)
 
 
 class Counter(Observer):

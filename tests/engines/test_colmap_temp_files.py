@@ -4,19 +4,12 @@ folder is removed and glog writes to the child's stderr, not to log files of its
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import tempfile
 from pathlib import Path
-
-import pytest
 
 from aetherscan.engines.base import EngineError, Photo
 
 FLOWERPOT = Path(__file__).resolve().parents[1] / "fixtures" / "flowerpot"
-
-pytestmark = pytest.mark.skipif(
-    importlib.util.find_spec("pycolmap") is None, reason="pycolmap is not installed"
-)
 
 
 def test_no_temporary_file_is_left(tmp_path, monkeypatch):

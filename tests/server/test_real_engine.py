@@ -3,7 +3,6 @@ the flowerpot photos: the contract flow end to end. Skipped where the engine is 
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
@@ -11,13 +10,7 @@ from server_kit import RunningServer, make_settings
 
 FLOWERPOT = Path(__file__).resolve().parents[1] / "fixtures" / "flowerpot"
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        importlib.util.find_spec("aetherscan.engines.colmap") is None,
-        reason="the COLMAP engine is not in this tree yet",
-    ),
-]
+pytestmark = pytest.mark.slow
 
 
 def test_colmap_engine_over_the_websocket(tmp_path):

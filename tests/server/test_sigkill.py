@@ -7,7 +7,6 @@ removed."""
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import json
 import os
 import signal
@@ -26,13 +25,7 @@ from aetherscan.server.storage import RESTARTED
 
 FLOWERPOT = Path(__file__).resolve().parents[1] / "fixtures" / "flowerpot"
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        importlib.util.find_spec("aetherscan.engines.colmap") is None,
-        reason="the COLMAP engine is not in this tree",
-    ),
-]
+pytestmark = pytest.mark.slow
 
 
 def free_port() -> int:
