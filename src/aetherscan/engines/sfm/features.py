@@ -27,21 +27,19 @@ def extract_features(job: SfmJob, infos: list[PhotoInfo], image_ids: dict[int, i
     probe_path = job.work / "probe.db"
     _extract_to(job, probe_path, names, fast)
     probe = pycolmap.Database.open(probe_path)
-    counts = {
-        n: probe.num_keypoints_for_image(probe.read_image_with_name(n).image_id) for n in names
-    }
+    probe_ids = {n: _image_id(probe, n) for n in names}
+    counts = {n: probe.num_keypoints_for_image(probe_ids[n]) for n in names}
     sparse = [n for n in names if counts[n] < MIN_FEATURES_FAST]
     upsampled = _extraction_options(job, first_octave=-1)
     if sparse:
         # Upsampling pays off for photos whose detail lies below the pixel scale (downscaled
         # phone photos: 10x the features) and is wasted on smooth ones (renders: 1.2x for 4x
         # the time). One photo tells which.
-        sample = min(sparse, key=counts.get)
+        sample = min(sparse, key=lambda name: counts[name])
         trial_path = job.work / "trial.db"
         _extract_to(job, trial_path, [sample], upsampled)
         trial = pycolmap.Database.open(trial_path)
-        found = trial.num_keypoints_for_image(trial.read_image_with_name(sample).image_id)
-        gain = found / max(counts[sample], 1)
+        gain = trial.num_keypoints_for_image(_image_id(trial, sample)) / max(counts[sample], 1)
         trial.close()
         trial_path.unlink()
         job.stats["upsampling_gain"] = round(gain, 2)
@@ -50,10 +48,9 @@ def extract_features(job: SfmJob, infos: list[PhotoInfo], image_ids: dict[int, i
     db = pycolmap.Database.open(job.database_path)
     for info in infos:
         if info.file not in sparse:
-            probe_id = probe.read_image_with_name(info.file).image_id
             image_id = image_ids[info.index]
-            db.write_keypoints(image_id, probe.read_keypoints(probe_id))
-            db.write_descriptors(image_id, probe.read_descriptors(probe_id))
+            db.write_keypoints(image_id, probe.read_keypoints(probe_ids[info.file]))
+            db.write_descriptors(image_id, probe.read_descriptors(probe_ids[info.file]))
     probe.close()
     db.close()
     probe_path.unlink()
@@ -73,15 +70,22 @@ def extract_features(job: SfmJob, infos: list[PhotoInfo], image_ids: dict[int, i
             device=pycolmap.Device.cpu,
         )
     db = pycolmap.Database.open(job.database_path)
-    counts = {info.index: db.num_keypoints_for_image(image_ids[info.index]) for info in infos}
+    found = {info.index: db.num_keypoints_for_image(image_ids[info.index]) for info in infos}
     db.close()
-    job.stats["features_per_photo_median"] = float(np.median(list(counts.values())))
+    job.stats["features_per_photo_median"] = float(np.median(list(found.values())))
     for info in infos:
-        if counts[info.index] < MIN_FEATURES_USABLE:
+        if found[info.index] < MIN_FEATURES_USABLE:
             job.dropped[info.index] = (
-                f"only {counts[info.index]} features found: the photo is blank, blurred or "
+                f"only {found[info.index]} features found: the photo is blank, blurred or "
                 "too dark to match"
             )
+
+
+def _image_id(db, name: str) -> int:
+    image = db.read_image_with_name(name)
+    if image is None:
+        raise RuntimeError(f"COLMAP wrote no image named {name} in {db}")
+    return image.image_id
 
 
 def _reader_options(job: SfmJob):

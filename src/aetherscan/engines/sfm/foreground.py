@@ -48,21 +48,20 @@ def still_camera_masks(job: SfmJob, infos: list[PhotoInfo]) -> int:
 def _moving_pixels(job: SfmJob, infos: list[PhotoInfo]) -> np.ndarray | None:
     """(H, W) bool: where the photos differ over time, cleaned up. Streams the photos (Welford),
     so 100 photos cost one photo's memory."""
-    mean = square = None
+    if len(infos) < 3:
+        return None
+    first = infos[0]
+    mean = np.zeros((first.scaled_height, first.scaled_width))
+    square = np.zeros_like(mean)
     for count, info in enumerate(infos, start=1):
         gray = np.asarray(Image.open(job.images_dir / info.file).convert("L"), np.float64)
-        if mean is None:
-            mean, square = np.zeros_like(gray), np.zeros_like(gray)
         delta = gray - mean
         mean += delta / count
         square += delta * (gray - mean)
-    if mean is None or len(infos) < 3:
-        return None
     spread = np.sqrt(square / (len(infos) - 1))
-    moving = (spread >= MIN_SPREAD).astype(np.uint8)
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (SPECK_PX, SPECK_PX))
-    moving = cv2.morphologyEx(moving, cv2.MORPH_OPEN, kernel)
-    moving = cv2.morphologyEx(moving, cv2.MORPH_CLOSE, kernel, iterations=3)
+    opened = cv2.morphologyEx((spread >= MIN_SPREAD).astype(np.uint8), cv2.MORPH_OPEN, kernel)
+    moving = cv2.morphologyEx(opened, cv2.MORPH_CLOSE, kernel, iterations=3)
     # The subject is the largest moving region, its holes filled (flat parts of the object
     # change little over time, but they lie inside its outline).
     count, labels, areas, _ = cv2.connectedComponentsWithStats(moving, connectivity=8)

@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 # Share of the whole job at the end of each stage (the parent adds densify on top).
 STAGE_END = {"load": 0.06, "features": 0.25, "matching": 0.45, "mapping": 0.65}
@@ -27,7 +27,7 @@ class SfmJob:
     spec: dict
     channel: TextIO
     dropped: dict[int, str] = field(default_factory=dict)
-    stats: dict[str, object] = field(default_factory=dict)
+    stats: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     last_fraction: float = 0.0
     # A second attempt (affine-covariant features) works in a database of its own, and its

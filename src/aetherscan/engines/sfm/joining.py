@@ -3,6 +3,8 @@ a smaller model join the largest one through a shared photo, when both models ag
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 MAX_JOIN_ROTATION_DEG = 2.0
@@ -13,7 +15,7 @@ MAX_JOIN_SCALE_SPREAD = 0.05
 
 def join_models(
     models: list, id_to_index: dict[int, int], dropped: dict[int, str], stats: dict
-) -> list[tuple[object, list[int]]]:
+) -> list[tuple[Any, list[int]]]:
     """The largest model, plus the photos of other models that can be brought into its frame
     through photos they share (COLMAP lets models overlap): [(model, image ids it places)].
 
@@ -77,9 +79,9 @@ def _similarity_through_shared_photo(parts, other, shared: list[int]):
             best = (image_id, np.array(ratios))
     if best is None:
         return None
-    image_id, ratios = best
-    scale = float(np.median(ratios))
-    if np.median(np.abs(ratios / scale - 1)) > MAX_JOIN_SCALE_SPREAD:
+    image_id, depth_ratios = best
+    scale = float(np.median(depth_ratios))
+    if np.median(np.abs(depth_ratios / scale - 1)) > MAX_JOIN_SCALE_SPREAD:
         return None  # the two models disagree about the shape they share
     pose_a = _image(parts, image_id).cam_from_world()
     pose_b = other.image(image_id).cam_from_world()

@@ -73,15 +73,14 @@ def read_mask(photo: dict, size: tuple[int, int]) -> np.ndarray | None:
     the photo's (the server refuses such uploads; this guards the CLI and the Python API).
     """
     if photo.get("mask"):
-        with Image.open(photo["mask"]) as image:
-            image = ImageOps.exif_transpose(image)
-            keep = np.asarray(image.convert("L")) > 0
+        with Image.open(photo["mask"]) as file:
+            keep = np.asarray(ImageOps.exif_transpose(file).convert("L")) > 0
     else:
-        with Image.open(photo["path"]) as image:
-            if "A" not in image.getbands() and "transparency" not in image.info:
+        with Image.open(photo["path"]) as file:
+            if "A" not in file.getbands() and "transparency" not in file.info:
                 return None
-            image = ImageOps.exif_transpose(image)
-            keep = np.asarray(image.convert("RGBA").getchannel("A")) >= 128
+            alpha = ImageOps.exif_transpose(file).convert("RGBA").getchannel("A")
+            keep = np.asarray(alpha) >= 128
     if keep.shape != (size[1], size[0]) or keep.mean() < MIN_MASK_KEPT or keep.all():
         return None
     return keep

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from aetherscan.engines.sfm.job import SfmFailure, SfmJob
 from aetherscan.engines.sfm.joining import join_models
@@ -28,10 +29,10 @@ class Candidate:
     """One mapper's result: [(model, image ids it places)], and why the rest is left out."""
 
     mapper: str
-    parts: list[tuple[object, list[int]]]
+    parts: list[tuple[Any, list[int]]]  # (pycolmap.Reconstruction, image ids)
     database: Path  # the matches it was made from (image ids are that database's)
     dropped: dict[int, str] = field(default_factory=dict)  # photo index -> reason
-    stats: dict[str, object] = field(default_factory=dict)
+    stats: dict[str, Any] = field(default_factory=dict)
 
     @property
     def placed(self) -> set[int]:
@@ -69,7 +70,7 @@ def run_mapper(job: SfmJob, mapper: str, id_to_index: dict[int, int], connected:
         models = _global(job)
     else:
         raise ValueError(f"unknown mapper {mapper!r}: expected one of {MAPPERS}")
-    stats: dict[str, object] = {}
+    stats: dict[str, Any] = {}
     if not models and mapper == "incremental":
         job.progress("mapping", 0.5, "placing the best pair of photos")
         model = map_from_pair(job)
@@ -130,8 +131,8 @@ def _global(job: SfmJob) -> list:
     options.mapper.bundle_adjustment.ceres.use_gpu = False
     out = job.work / "sparse_global"
     out.mkdir(exist_ok=True)
-    models = pycolmap.global_mapping(job.database_path, job.images_dir, out, options)
-    models = list(models.values())
+    found = pycolmap.global_mapping(job.database_path, job.images_dir, out, options)
+    models = list(found.values())
     for model in models:
         model.extract_colors_for_all_images(job.images_dir)
     return models

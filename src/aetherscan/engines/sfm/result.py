@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -17,7 +18,7 @@ def write_result(
 ) -> Path:
     owner = {i: model for model, ids in parts for i in ids}  # image id -> model placing it
     registered = [info for info in infos if image_ids[info.index] in owner]
-    arrays: dict[str, np.ndarray] = {}
+    arrays: dict[str, Any] = {}
     views = []
     view_of_image = {}
     for k, info in enumerate(registered):
