@@ -6,12 +6,17 @@ in a queue and learn their position. The engine's Observer calls arrive on that 
 handed to the event loop (``call_soon_threadsafe``), where each job publishes them to the
 asyncio queues of its listeners: the WebSocket session that made it, if any. A job that is
 cancelled (the cancel message, a disconnect, a delete) stops at the engine's next Observer call,
-which raises ``Cancelled``.
+which raises ``Cancelled``; a deleted job's files are removed when it has stopped.
+
+A write that the data folder refuses (``StorageError``) ends the job it was for and never the
+worker: the job fails with the cause, and a job whose upload failed is ``discard``-ed, which
+frees its client's slot at once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 import shutil
@@ -24,7 +29,7 @@ from dataclasses import dataclass, field
 from aetherscan.engines.base import Cancelled, Engine, EngineError, Observer, Photo
 from aetherscan.reconstruction import PointCloud, Reconstruction
 from aetherscan.server.results import download_urls, write_results
-from aetherscan.server.storage import PhotoRecord, Storage
+from aetherscan.server.storage import PhotoRecord, Storage, StorageError, without_paths
 from aetherscan.server.uploads import Refused, check_mask, check_photo, check_size, make_label
 from aetherscan.settings import Settings
 
@@ -83,7 +88,6 @@ class Job:
     upload_bytes: int = 0
     cancel_requested: threading.Event = field(default_factory=threading.Event)
     cancel_reason: str = ""
-    deleted: bool = False
     listeners: list[asyncio.Queue[JobEvent]] = field(default_factory=list)
 
     def listen(self) -> asyncio.Queue[JobEvent]:
@@ -140,7 +144,7 @@ class JobManager:
             if job is self._running:
                 job.cancel_reason = STOPPED
                 job.cancel_requested.set()
-                self.storage.set_state(job.id, "failed", error=STOPPED)
+                self._record_state(job, "failed", STOPPED)
                 self.storage.remove_inputs(job.id)
             else:
                 self._close(job, "failed", STOPPED)
@@ -152,6 +156,9 @@ class JobManager:
     # Jobs ------------------------------------------------------------------------------------
 
     def open_job(self, client: str, source: str) -> Job:
+        """A new job taking photos, counted against its client's limit until it is finished,
+        cancelled or discarded. Refused over the limit; StorageError when it cannot be stored
+        (then nothing is counted or kept)."""
         mine = sum(1 for job in self._open.values() if job.client == client)
         if mine >= self.settings.max_jobs_per_client:
             raise Refused(
@@ -204,6 +211,10 @@ class JobManager:
             )
         except FileNotFoundError:
             raise Refused("this job was cancelled", code="upload", status=409) from None
+        except StorageError as exc:
+            raise StorageError(
+                f"{label}: the photo could not be stored: {exc}", exc.status
+            ) from exc
         if job.state != "uploading":
             photo.path.unlink(missing_ok=True)
             raise Refused("this job was cancelled", code="upload", status=409)
@@ -245,6 +256,9 @@ class JobManager:
             )
         except FileNotFoundError:
             raise Refused("this job was cancelled", code="upload", status=409) from None
+        except StorageError as exc:
+            message = f"{photo.label}: its mask could not be stored: {exc}"
+            raise StorageError(message, exc.status) from exc
         if job.state != "uploading":
             photo.mask_path.unlink(missing_ok=True)
             raise Refused("this job was cancelled", code="upload", status=409)
@@ -271,8 +285,8 @@ class JobManager:
                 f"(setting max_queue_length = {self.settings.max_queue_length}); try again later",
                 status=503,
             )
+        self.storage.set_state(job.id, "queued")  # StorageError: the job stays uploading
         job.state = "queued"
-        self.storage.set_state(job.id, "queued")
         self._queue.append(job)
         self._announce_positions()
         self._wakeup.set()
@@ -299,12 +313,36 @@ class JobManager:
             self._announce_positions()
         self._close(job, "cancelled", reason)
 
-    def delete(self, job_id: str) -> bool:
+    def discard(self, job: Job, reason: str) -> None:
+        """End an unfinished job that cannot go on (a photo could not be stored, its request
+        failed) and delete it. Its listeners get FailedEvent(reason). An uploading or queued
+        job's slot is free at once, whatever the data folder does (a running one's when the
+        engine stops, at its next step); its record and files go as far as the folder allows,
+        and what a read-only folder keeps the next start fails or removes. Never raises."""
+        if job.state == "queued":
+            self._queue.remove(job)
+            self._announce_positions()
+        if job.state in ("uploading", "queued"):
+            self._close(job, "failed", reason)
+        else:
+            self.cancel(job, reason)
+        try:
+            self.storage.delete(job.id)
+        except StorageError:
+            log.warning(
+                "job %s was discarded (%s); its record stays until a restart", job.id, reason
+            )
+
+    def delete(self, job_id: str) -> str | None:
+        """Delete a job: None when there is no such job, "deleted" when its record and files
+        are gone, "stopping" when it runs (it is cancelled, and its files are removed when the
+        engine has stopped reading them). StorageError when the index refuses the delete."""
         job = self._open.get(job_id)
         if job is not None:
-            job.deleted = True
             self.cancel(job, "the job was deleted")
-        return self.storage.delete(job_id) or job is not None
+        if not self.storage.delete(job_id) and job is None:
+            return None
+        return "stopping" if self.storage.is_read(job_id) else "deleted"
 
     # The worker --------------------------------------------------------------------------------
 
@@ -322,8 +360,14 @@ class JobManager:
                 self._running = None
 
     async def _execute(self, job: Job) -> None:
+        with self.storage.reading(job.id):  # a delete meanwhile removes the files after
+            await self._run(job)
+
+    async def _run(self, job: Job) -> None:
         job.state = "running"
-        self.storage.set_state(job.id, "running")
+        if not self._record_state(job, "running"):
+            self._close(job, "failed", "the job could not be started: the data folder refused it")
+            return
         # Tell the waiting client at once that its job left the queue; the engine's own progress
         # may come late.
         self.on_progress(job, ProgressEvent("load", 0.0, "the reconstruction started"))
@@ -336,12 +380,13 @@ class JobManager:
         except Cancelled:
             self._close(job, "cancelled", job.cancel_reason or "the job was cancelled")
         except EngineError as exc:
-            self._close(job, "failed", str(exc))
+            self._close(job, "failed", without_paths(str(exc)))
+        except StorageError as exc:
+            self._close(job, "failed", f"the results could not be stored: {exc}")
         except Exception as exc:
             log.exception("job %s failed", job.id)
-            self._close(
-                job, "failed", f"internal error in the engine ({type(exc).__name__}: {exc})"
-            )
+            reason = without_paths(f"{type(exc).__name__}: {exc}")
+            self._close(job, "failed", f"internal error in the engine ({reason})")
         else:
             self._finish(job, reconstruction)
             log.info(
@@ -350,8 +395,6 @@ class JobManager:
                 reconstruction.num_points,
                 time.perf_counter() - started,
             )
-        if job.deleted:
-            self.storage.delete(job.id)
 
     def _reconstruct(self, job: Job, observer: _JobObserver) -> Reconstruction:
         """On the engine's thread: the reconstruction, streamed and saved."""
@@ -367,7 +410,8 @@ class JobManager:
 
     def on_progress(self, job: Job, event: ProgressEvent) -> None:
         if job.state == "running":
-            self.storage.set_progress(job.id, event.stage, event.fraction, event.message)
+            with contextlib.suppress(StorageError):  # logged; the listeners still hear it
+                self.storage.set_progress(job.id, event.stage, event.fraction, event.message)
             job.publish(event)
 
     def _finish(self, job: Job, reconstruction: Reconstruction) -> None:
@@ -375,14 +419,18 @@ class JobManager:
             {"name": v.name, "width": v.width, "height": v.height} for v in reconstruction.views
         ]
         dropped = [{"name": d.name, "reason": d.reason} for d in reconstruction.dropped]
-        self.storage.finish(
-            job.id,
-            num_points=reconstruction.num_points,
-            views=views,
-            dropped=dropped,
-            quality=reconstruction.quality.to_json(),
-            masks=reconstruction.masks,
-        )
+        try:
+            self.storage.finish(
+                job.id,
+                num_points=reconstruction.num_points,
+                views=views,
+                dropped=dropped,
+                quality=reconstruction.quality.to_json(),
+                masks=reconstruction.masks,
+            )
+        except StorageError as exc:
+            self._close(job, "failed", f"the results could not be recorded: {exc}")
+            return
         job.state = "done"
         del self._open[job.id]
         job.publish(
@@ -393,10 +441,18 @@ class JobManager:
         """End an unfinished job as failed or cancelled, removing its files except the record."""
         job.state = state
         self._open.pop(job.id, None)
-        self.storage.set_state(job.id, state, error=reason)
+        self._record_state(job, state, reason)
         self.storage.remove_inputs(job.id)
         shutil.rmtree(self.storage.result_dir(job.id), ignore_errors=True)
         job.publish(FailedEvent(reason) if state == "failed" else CancelledEvent(reason))
+
+    def _record_state(self, job: Job, state: str, reason: str | None = None) -> bool:
+        """Write the job's state to the index; False (logged) when the data folder refuses."""
+        try:
+            self.storage.set_state(job.id, state, error=reason)
+        except StorageError:
+            return False
+        return True
 
     def _announce_positions(self) -> None:
         for job in self._queue:
@@ -409,5 +465,6 @@ class JobManager:
             for job_id in self.storage.expired(time.time() - ttl_s):
                 if job_id not in self._open:
                     log.info("job %s expired", job_id)
-                    self.storage.delete(job_id)
+                    with contextlib.suppress(StorageError):  # logged; tried at the next sweep
+                        self.storage.delete(job_id)
             await asyncio.sleep(min(SWEEP_INTERVAL_S, max(ttl_s / 4, 1.0)))

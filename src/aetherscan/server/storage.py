@@ -9,6 +9,16 @@ Layout (every name on disk is made here; client filenames are only labels in the
                                       (.making-*/: an export being written, moved in whole)
     <data_dir>/tmp/                   the temporary files of ``aetherscan serve`` (TMPDIR), such
                                       as the engine's working folders; emptied at each start
+    <data_dir>/quarantine/            job folders that the index did not list at a start (a lost
+                                      or replaced index): moved aside, never deleted
+
+Every folder under jobs/ has a row: the row is written before the folder, and a delete marks
+the row, removes the folder and only then the row, so a folder without a row was not made by
+this code's normal course and is kept. A job being read (by the engine, an export, a download)
+is removed when the last reader is done (``reading``).
+
+A write that the data folder refuses (full, over quota, read-only, not permitted) raises
+``StorageError``, whose message names the cause and no path.
 
 All methods are called from the event loop's thread, except where a method says otherwise;
 a lock makes the one connection safe to share anyway.
@@ -16,21 +26,98 @@ a lock makes the one connection safe to share anyway.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
+import logging
+import os
 import re
 import shutil
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 RESTARTED = "the server restarted while this job was running"
 RESTARTED_UPLOADING = "the server restarted while the photos of this job were being uploaded"
 FINISHED_STATES = ("done", "failed", "cancelled")
 SCRATCH_PREFIX = ".making-"  # a folder in a result folder where an export is being written
 TEMP_FOLDER = "tmp"
+QUARANTINE_FOLDER = "quarantine"
+INDEX_FILE = "index.sqlite3"
 _JOB_ID = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
+
+DISK_FULL = (
+    "the server's disk is full (or its storage quota is used up), so nothing more can be "
+    "stored; try again later"
+)
+NOT_WRITABLE = (
+    "the server cannot write to its data folder (it is read-only or not permitted); try again later"
+)
+_FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+_REFUSING_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS}
+_SQLITE_REFUSING = {sqlite3.SQLITE_READONLY, sqlite3.SQLITE_PERM, sqlite3.SQLITE_CANTOPEN}
+
+
+class StorageError(Exception):
+    """A write that the data folder refused or failed. ``message`` is a sentence for people
+    that names the cause and no path (the log has the full error); ``status`` the HTTP status:
+    507 full or over quota, 503 read-only, not permitted or failing."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+
+
+class DataFolderError(Exception):
+    """The data folder cannot be used at start-up; the message names the file and what to do."""
+
+
+def storage_error(exc: OSError | sqlite3.Error) -> StorageError:
+    """The StorageError that tells a client about ``exc``, without its path."""
+    if isinstance(exc, sqlite3.Error):
+        code = (getattr(exc, "sqlite_errorcode", None) or 0) & 0xFF  # the primary result code
+        if code == sqlite3.SQLITE_FULL:
+            return StorageError(DISK_FULL, 507)
+        if code in _SQLITE_REFUSING:
+            return StorageError(NOT_WRITABLE, 503)
+        return StorageError(
+            f"the server could not write to its index ({exc}); try again later", 503
+        )
+    if exc.errno in _FULL_ERRNOS:
+        return StorageError(DISK_FULL, 507)
+    if exc.errno in _REFUSING_ERRNOS:
+        return StorageError(NOT_WRITABLE, 503)
+    reason = os.strerror(exc.errno).lower() if exc.errno else type(exc).__name__
+    return StorageError(f"the server could not write to its data folder ({reason}); try again", 503)
+
+
+@contextmanager
+def writing(what: str) -> Iterator[None]:
+    """Turn the data folder's refusal to write ``what`` into a StorageError (a missing file
+    stays FileNotFoundError: its job was removed meanwhile). Logged with the full error."""
+    try:
+        yield
+    except FileNotFoundError:
+        raise
+    except (sqlite3.IntegrityError, sqlite3.ProgrammingError, sqlite3.InterfaceError):
+        raise
+    except (OSError, sqlite3.Error) as exc:
+        log.error("could not write %s: %s", what, exc)
+        raise storage_error(exc) from exc
+
+
+def without_paths(text: str) -> str:
+    """``text`` (an exception's message, for a client) with every absolute path replaced by its
+    last part, so that no message tells where the server keeps its files."""
+    return re.sub(r"(?<![\w./])(?:/[^\s'\"/:,;()]+)+/([^\s'\"/:,;()]+)", r"\1", text)
+
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -49,7 +136,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     created_at REAL NOT NULL,
     finished_at REAL,
     quality TEXT,
-    masks TEXT
+    masks TEXT,
+    deleted INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS photos (
     job_id TEXT NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
@@ -67,7 +155,7 @@ CREATE INDEX IF NOT EXISTS jobs_finished ON jobs(finished_at);
 """
 # Columns that came after the first data folders were made: added to an older index at start.
 _ADDED_COLUMNS = {
-    "jobs": {"quality": "TEXT", "masks": "TEXT"},
+    "jobs": {"quality": "TEXT", "masks": "TEXT", "deleted": "INTEGER NOT NULL DEFAULT 0"},
     "photos": {"mask": "TEXT", "mask_bytes": "INTEGER NOT NULL DEFAULT 0"},
 }
 
@@ -112,36 +200,65 @@ def is_job_id(text: str) -> bool:
 class Storage:
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = Path(data_dir)
-        (self.data_dir / "jobs").mkdir(parents=True, exist_ok=True)
         self.temp_dir = self.data_dir / TEMP_FOLDER
-        self.temp_dir.mkdir(exist_ok=True)
+        self.quarantine_dir = self.data_dir / QUARANTINE_FOLDER
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(
-            self.data_dir / "index.sqlite3", check_same_thread=False, isolation_level=None
-        )
-        self._db.row_factory = sqlite3.Row
-        with self._lock:
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute("PRAGMA foreign_keys=ON")
-            self._db.executescript(_SCHEMA)
+        self._readers: dict[str, int] = {}  # job id -> engine runs and downloads reading it
+        try:
+            (self.data_dir / "jobs").mkdir(parents=True, exist_ok=True)
+            self.temp_dir.mkdir(exist_ok=True)
+        except OSError as exc:
+            raise DataFolderError(
+                f"the data folder {self.data_dir} cannot be used ({exc.strerror}): give the "
+                "server's user the right to write there, or choose another folder (setting "
+                "data_dir, --data-dir)"
+            ) from exc
+        self._db = self._open_index(self.data_dir / INDEX_FILE)
+        self._recover()
+
+    def _open_index(self, path: Path) -> sqlite3.Connection:
+        """The index, made or brought up to date; a DataFolderError that names the file and
+        what to do when it cannot be read."""
+        db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        db.row_factory = sqlite3.Row
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.execute("PRAGMA foreign_keys=ON")
+            problems = [row[0] for row in db.execute("PRAGMA quick_check")]
+            if problems != ["ok"]:
+                raise sqlite3.DatabaseError("; ".join(problems[:3]))
+            db.executescript(_SCHEMA)
             for table, columns in _ADDED_COLUMNS.items():
-                have = {row["name"] for row in self._db.execute(f"PRAGMA table_info({table})")}
+                have = {row["name"] for row in db.execute(f"PRAGMA table_info({table})")}
                 for name, kind in columns.items():
                     if name not in have:
-                        self._db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
-        self._recover()
+                        db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
+        except sqlite3.Error as exc:
+            db.close()
+            message = (
+                f"the index of the data folder, {path}, cannot be used ({exc}). Stop the "
+                f"server, move that file away (with {path.name}-wal and {path.name}-shm if they "
+                f"are there), for example to {path.name}.damaged, and start again: a new index "
+                f"is made, and the job folders it does not list are moved to "
+                f"{self.quarantine_dir}, not deleted"
+            )
+            log.error("%s", message)
+            raise DataFolderError(message) from exc
+        return db
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
 
     def _recover(self) -> None:
-        """Jobs that a previous process left unfinished are failed, with the reason."""
+        """Jobs that a previous process left unfinished are failed, with the reason; deletes it
+        left half done are finished; folders the index does not list are quarantined."""
         now = time.time()
         with self._lock:
             rows = self._db.execute(
-                "SELECT id, state FROM jobs WHERE state NOT IN (?, ?, ?)", FINISHED_STATES
+                "SELECT id, state FROM jobs WHERE state NOT IN (?, ?, ?) AND deleted=0",
+                FINISHED_STATES,
             ).fetchall()
             for row in rows:
                 reason = RESTARTED_UPLOADING if row["state"] == "uploading" else RESTARTED
@@ -149,16 +266,14 @@ class Storage:
                     "UPDATE jobs SET state='failed', error=?, finished_at=? WHERE id=?",
                     (reason, now, row["id"]),
                 )
+            deleted = [row[0] for row in self._db.execute("SELECT id FROM jobs WHERE deleted=1")]
         for row in rows:
             self.remove_inputs(row["id"])
             # Results half written when the process died: the job never became done.
             shutil.rmtree(self.result_dir(row["id"]), ignore_errors=True)
-        # Folders without a row: a crash between creating the folder and the row, or a delete
-        # that was interrupted.
-        known = self.job_ids()
-        for folder in (self.data_dir / "jobs").iterdir():
-            if folder.name not in known:
-                shutil.rmtree(folder, ignore_errors=True)
+        for job_id in deleted:
+            self._remove(job_id)
+        self._quarantine_unknown()
         # Exports that were being made when the process died, and its temporary files.
         for scratch in (self.data_dir / "jobs").glob(f"*/result/{SCRATCH_PREFIX}*"):
             shutil.rmtree(scratch, ignore_errors=True)
@@ -167,6 +282,34 @@ class Storage:
                 shutil.rmtree(leftover, ignore_errors=True)
             else:
                 leftover.unlink(missing_ok=True)
+
+    def _quarantine_unknown(self) -> None:
+        """Move what jobs/ holds without a row in the index to quarantine/, never deleting a
+        file: the index may have been lost or replaced while the jobs' files were not."""
+        known = self.job_ids()
+        moved = []
+        for entry in sorted((self.data_dir / "jobs").iterdir()):
+            if entry.name in known:
+                continue
+            if entry.is_dir() and not entry.is_symlink() and not _holds_files(entry):
+                shutil.rmtree(entry, ignore_errors=True)  # empty folders: nothing to keep
+                continue
+            self.quarantine_dir.mkdir(exist_ok=True)
+            target = self.quarantine_dir / f"{time.strftime('%Y%m%d-%H%M%S')}-{entry.name}"
+            entry.rename(target)
+            moved.append(target)
+            log.warning("jobs/%s is not in the index: moved to %s", entry.name, target)
+        if moved:
+            log.warning(
+                "%d job folders in %s are not listed in its index %s, so the server no longer "
+                "knows them: they were moved to %s and nothing was deleted. If the index was "
+                "lost or replaced, these are the jobs' photos (photos/) and results (result/); "
+                "copy out what you need, then delete that folder to free the space",
+                len(moved),
+                self.data_dir / "jobs",
+                self.data_dir / INDEX_FILE,
+                self.quarantine_dir,
+            )
 
     # Paths -----------------------------------------------------------------------------------
 
@@ -184,13 +327,21 @@ class Storage:
     # Jobs ------------------------------------------------------------------------------------
 
     def create_job(self, job_id: str, *, engine: str, client: str, source: str) -> None:
-        self.photos_dir(job_id).mkdir(parents=True)
-        with self._lock:
+        """The job's row, then its folder; neither when the data folder refuses (StorageError)."""
+        folder = self.photos_dir(job_id)
+        with writing("a new job"), self._lock:
             self._db.execute(
                 "INSERT INTO jobs (id, state, engine, client, source, created_at)"
                 " VALUES (?, 'uploading', ?, ?, ?, ?)",
                 (job_id, engine, client, source, time.time()),
             )
+        try:
+            with writing("a new job's folder"):
+                folder.mkdir(parents=True)
+        except StorageError:
+            with self._lock, writing("the removal of a job that could not be made"):
+                self._db.execute("DELETE FROM jobs WHERE id=?", (job_id,))
+            raise
 
     def get(self, job_id: str) -> JobRecord | None:
         if not is_job_id(job_id):
@@ -200,25 +351,28 @@ class Storage:
         if row is None:
             return None
         fields = dict(row)
+        if fields.pop("deleted"):
+            return None
         fields["views"] = json.loads(fields["views"])
         fields["dropped"] = json.loads(fields["dropped"])
         fields["quality"] = json.loads(fields["quality"]) if fields["quality"] else None
         return JobRecord(**fields)
 
     def job_ids(self) -> set[str]:
+        """Every job of the index, deleted ones whose files are still being removed included."""
         with self._lock:
             return {row[0] for row in self._db.execute("SELECT id FROM jobs")}
 
     def set_state(self, job_id: str, state: str, *, error: str | None = None) -> None:
         finished = time.time() if state in FINISHED_STATES else None
-        with self._lock:
+        with writing("a job's state"), self._lock:
             self._db.execute(
                 "UPDATE jobs SET state=?, error=?, finished_at=? WHERE id=?",
                 (state, error, finished, job_id),
             )
 
     def set_progress(self, job_id: str, stage: str, fraction: float, message: str) -> None:
-        with self._lock:
+        with writing("a job's progress"), self._lock:
             self._db.execute(
                 "UPDATE jobs SET stage=?, fraction=?, message=? WHERE id=?",
                 (stage, fraction, message, job_id),
@@ -234,7 +388,7 @@ class Storage:
         quality: dict | None = None,
         masks: str | None = None,
     ) -> None:
-        with self._lock:
+        with writing("a finished job"), self._lock:
             self._db.execute(
                 "UPDATE jobs SET state='done', stage='done', fraction=1, num_points=?, views=?,"
                 " dropped=?, quality=?, masks=?, error=NULL, finished_at=? WHERE id=?",
@@ -250,13 +404,50 @@ class Storage:
             )
 
     def delete(self, job_id: str) -> bool:
-        """Remove a job's row and files; False when there was no such job."""
+        """Delete a job: gone for clients at once, its files removed now or, while it is being
+        read, when the last reader is done. False when there was no such job."""
         if not is_job_id(job_id):
             return False
+        with writing("a delete"), self._lock:
+            marked = self._db.execute(
+                "UPDATE jobs SET deleted=1 WHERE id=? AND deleted=0", (job_id,)
+            ).rowcount
+            busy = job_id in self._readers
+        if marked and not busy:
+            self._remove(job_id)
+        return marked > 0
+
+    def is_read(self, job_id: str) -> bool:
+        """Whether an engine run or a download is reading the job's files now."""
         with self._lock:
-            deleted = self._db.execute("DELETE FROM jobs WHERE id=?", (job_id,)).rowcount
-        shutil.rmtree(self.job_dir(job_id), ignore_errors=True)
-        return deleted > 0
+            return job_id in self._readers
+
+    @contextmanager
+    def reading(self, job_id: str) -> Iterator[None]:
+        """Hold the job's files while reading them: a delete meanwhile removes them after."""
+        with self._lock:
+            self._readers[job_id] = self._readers.get(job_id, 0) + 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                left = self._readers.pop(job_id) - 1
+                if left:
+                    self._readers[job_id] = left
+                row = self._db.execute("SELECT deleted FROM jobs WHERE id=?", (job_id,)).fetchone()
+            if not left and row is not None and row["deleted"]:
+                self._remove(job_id)
+
+    def _remove(self, job_id: str) -> None:
+        """The files of a deleted job, then its row; the row stays while files do (a read-only
+        folder), so that the next start tries again."""
+        folder = self.job_dir(job_id)
+        shutil.rmtree(folder, ignore_errors=True)
+        if folder.exists():
+            log.error("the files of the deleted job %s could not all be removed", job_id)
+            return
+        with contextlib.suppress(StorageError), writing("a delete"), self._lock:
+            self._db.execute("DELETE FROM jobs WHERE id=?", (job_id,))  # else: at the next start
 
     def remove_inputs(self, job_id: str) -> None:
         shutil.rmtree(self.photos_dir(job_id), ignore_errors=True)
@@ -265,7 +456,8 @@ class Storage:
         """Finished jobs that finished before the time ``older_than``."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT id FROM jobs WHERE finished_at IS NOT NULL AND finished_at < ?",
+                "SELECT id FROM jobs WHERE finished_at IS NOT NULL AND finished_at < ?"
+                " AND deleted=0",
                 (older_than,),
             ).fetchall()
         return [row[0] for row in rows]
@@ -282,23 +474,26 @@ class Storage:
         width: int,
         height: int,
     ) -> PhotoRecord:
-        """Store one photo under a name made here; safe to call from a worker thread."""
+        """Store one photo under a name made here: the file, then its row, so that a refused
+        write (StorageError) leaves neither. Safe to call from a worker thread."""
         with self._lock:
             index = self._db.execute(
                 "SELECT COUNT(*) FROM photos WHERE job_id=?", (job_id,)
             ).fetchone()[0]
-            file = f"{index:04d}{extension}"
-            self._db.execute(
-                "INSERT INTO photos (job_id, idx, label, file, width, height, bytes)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (job_id, index, label, file, width, height, len(data)),
-            )
-        path = self.photos_dir(job_id) / file
+        path = self.photos_dir(job_id) / f"{index:04d}{extension}"
         if not path.parent.is_dir():  # the job was cancelled meanwhile: leave nothing behind
             raise FileNotFoundError(f"job {job_id} has no photos folder any more")
-        tmp = path.with_suffix(".part")
-        tmp.write_bytes(data)
-        tmp.replace(path)
+        _write_file(path, data, "a photo")
+        try:
+            with writing("a photo's row"), self._lock:
+                self._db.execute(
+                    "INSERT INTO photos (job_id, idx, label, file, width, height, bytes)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (job_id, index, label, path.name, width, height, len(data)),
+                )
+        except StorageError:
+            path.unlink(missing_ok=True)
+            raise
         return PhotoRecord(index, label, path, width, height, len(data))
 
     def set_mask(self, job_id: str, index: int, *, data: bytes, extension: str) -> Path:
@@ -307,10 +502,8 @@ class Storage:
         path = self.photos_dir(job_id) / f"{index:04d}-mask{extension}"
         if not path.parent.is_dir():  # the job was cancelled meanwhile: leave nothing behind
             raise FileNotFoundError(f"job {job_id} has no photos folder any more")
-        tmp = path.with_suffix(".part")
-        tmp.write_bytes(data)
-        tmp.replace(path)
-        with self._lock:
+        _write_file(path, data, "a mask")
+        with writing("a mask's row"), self._lock:
             old = self._db.execute(
                 "SELECT mask FROM photos WHERE job_id=? AND idx=?", (job_id, index)
             ).fetchone()
@@ -341,3 +534,19 @@ class Storage:
             )
             for r in rows
         ]
+
+
+def _write_file(path: Path, data: bytes, what: str) -> None:
+    """Write ``path`` whole or not at all (through a .part file moved in place)."""
+    tmp = path.with_suffix(".part")
+    try:
+        with writing(what):
+            tmp.write_bytes(data)
+            tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _holds_files(folder: Path) -> bool:
+    return any(not entry.is_dir() or entry.is_symlink() for entry in folder.rglob("*"))
