@@ -336,13 +336,13 @@ class JobManager:
     def delete(self, job_id: str) -> str | None:
         """Delete a job: None when there is no such job, "deleted" when its record and files
         are gone, "stopping" when it runs (it is cancelled, and its files are removed when the
-        engine has stopped reading them). StorageError when the index refuses the delete."""
+        engine has stopped reading them; those of a download in progress, when it is sent). StorageError when the index refuses the delete."""
         job = self._open.get(job_id)
         if job is not None:
             self.cancel(job, "the job was deleted")
         if not self.storage.delete(job_id) and job is None:
             return None
-        return "stopping" if self.storage.is_read(job_id) else "deleted"
+        return "stopping" if job is not None and job.state == "running" else "deleted"
 
     # The worker --------------------------------------------------------------------------------
 

@@ -1,7 +1,9 @@
 """A finished job's files: the saved Reconstruction and its downloads.
 
 ``scene.ply`` and ``cameras.json`` are written when the job finishes; every other format of
-``aetherscan.export.FORMATS`` is made on its first download and kept beside them.
+``aetherscan.export.FORMATS`` is made on its first download and kept beside them, as are the
+point frames of ``GET /points`` (``points.bin``). Two downloads of one new file make it once;
+downloads of other jobs or formats never wait for it. A refused write raises StorageError.
 """
 
 from __future__ import annotations
@@ -10,19 +12,23 @@ import logging
 import shutil
 import tempfile
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from aetherscan.engines.base import Photo
 from aetherscan.export import FORMATS, available_formats, export
 from aetherscan.reconstruction import Reconstruction, load_reconstruction, save_reconstruction
-from aetherscan.server.storage import SCRATCH_PREFIX
+from aetherscan.server.protocol import encode_points
+from aetherscan.server.storage import SCRATCH_PREFIX, writing
 
 log = logging.getLogger(__name__)
 
 RECONSTRUCTION_FILE = "reconstruction.npz"
+POINTS_FILE = "points.bin"  # the binary point frames of GET /points
 EAGER_FORMATS = ("ply", "cameras")  # written when the job finishes
-_making = threading.Lock()
+_locks: dict[Path, tuple[threading.Lock, int]] = {}  # file being made -> its lock, users
+_locks_guard = threading.Lock()
 
 
 FORMATS_FILE = "formats.txt"  # the formats this job's reconstruction can be written as
@@ -44,11 +50,12 @@ def download_urls(job_id: str, result_dir: Path) -> dict[str, str]:
 
 def write_results(reconstruction: Reconstruction, result_dir: Path) -> None:
     """Save the reconstruction and its first downloads. Blocking: run in a thread."""
-    result_dir.mkdir(parents=True, exist_ok=True)
-    save_reconstruction(reconstruction, result_dir / RECONSTRUCTION_FILE)
-    for fmt in EAGER_FORMATS:
-        export(reconstruction, fmt, result_dir / FORMATS[fmt].filename)
-    (result_dir / FORMATS_FILE).write_text("\n".join(available_formats(reconstruction)))
+    with writing("a job's results"):
+        result_dir.mkdir(parents=True, exist_ok=True)
+        save_reconstruction(reconstruction, result_dir / RECONSTRUCTION_FILE)
+        for fmt in EAGER_FORMATS:
+            export(reconstruction, fmt, result_dir / FORMATS[fmt].filename)
+        (result_dir / FORMATS_FILE).write_text("\n".join(available_formats(reconstruction)))
 
 
 def download_path(result_dir: Path, file_name: str, photos: Sequence[Photo]) -> Path | None:
@@ -59,10 +66,57 @@ def download_path(result_dir: Path, file_name: str, photos: Sequence[Photo]) -> 
     if fmt is None:
         return None
     path = result_dir / file_name
-    with _making:  # two downloads of a new format at once make it once
+    with _making(path):
         if not path.exists():
             _make_export(result_dir, fmt, path, photos)
     return path
+
+
+def points_path(result_dir: Path) -> Path:
+    """The file of all points as binary point frames, made now on the first request: later
+    requests are served from disk, without a cloud in memory. Blocking: run in a thread."""
+    path = result_dir / POINTS_FILE
+    with _making(path):
+        if not path.exists():
+            cloud = load_reconstruction(result_dir / RECONSTRUCTION_FILE).point_cloud()
+            frames, _ = encode_points(cloud, binary=True)
+            with _scratch(result_dir) as scratch:
+                target = scratch / path.name
+                with target.open("wb") as file:
+                    for frame in frames:
+                        file.write(frame)
+                shutil.move(target, path)
+    return path
+
+
+@contextmanager
+def _making(path: Path) -> Iterator[None]:
+    """Held while ``path`` is made, so that two requests for it make it once; a lock per file,
+    dropped when nobody waits for it."""
+    with _locks_guard:
+        lock, users = _locks.get(path, (threading.Lock(), 0))
+        _locks[path] = (lock, users + 1)
+    try:
+        with lock:
+            yield
+    finally:
+        with _locks_guard:
+            lock, users = _locks[path]
+            if users == 1:
+                del _locks[path]
+            else:
+                _locks[path] = (lock, users - 1)
+
+
+@contextmanager
+def _scratch(result_dir: Path) -> Iterator[Path]:
+    """A folder in which a file is written before it is moved in whole, so that a half-made
+    file is never served; StorageError when the data folder refuses the writes."""
+    with (
+        writing("a download"),
+        tempfile.TemporaryDirectory(prefix=SCRATCH_PREFIX, dir=result_dir) as scratch,
+    ):
+        yield Path(scratch)
 
 
 def media_type(file_name: str) -> str:
@@ -74,9 +128,8 @@ def media_type(file_name: str) -> str:
 
 def _make_export(result_dir: Path, fmt: str, path: Path, photos: Sequence[Photo]) -> None:
     reconstruction = load_reconstruction(result_dir / RECONSTRUCTION_FILE)
-    # Written in a scratch folder and moved in whole, so a half-made file is never served.
-    with tempfile.TemporaryDirectory(prefix=SCRATCH_PREFIX, dir=result_dir) as scratch:
-        target = Path(scratch) / path.name
+    with _scratch(result_dir) as scratch:
+        target = scratch / path.name
         export(reconstruction, fmt, target, photos={photo.name: photo.path for photo in photos})
         shutil.move(target, path)
     log.info("made %s for %s", path.name, result_dir.parent.name)

@@ -1,21 +1,27 @@
 """The REST API under /api (OpenAPI docs at /docs). Knowing a job's id is the right to read and
-delete it: ids are unguessable and no route lists them."""
+delete it: ids are unguessable and no route lists them.
+
+Every error is ``{"detail": "a sentence"}`` that names no server path: a data folder that is
+full answers 507, one that refuses writes 503; an upload that fails in any way leaves no job.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, File, HTTPException, Query, Request, Response, UploadFile
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, JSONResponse
+from starlette.types import Receive, Scope, Send
 
 from aetherscan import __version__
 from aetherscan.engines.base import Photo
 from aetherscan.masks import NAMING, MaskError, pair_masks
-from aetherscan.reconstruction import load_reconstruction
 from aetherscan.server.jobs import Job
 from aetherscan.server.protocol import (
     FEATURES,
@@ -27,23 +33,31 @@ from aetherscan.server.protocol import (
     JobStatus,
     PhotoInfo,
     QualityInfo,
-    encode_points,
 )
 from aetherscan.server.results import (
-    RECONSTRUCTION_FILE,
     download_files,
     download_path,
     download_urls,
     media_type,
+    points_path,
 )
 from aetherscan.server.service import Service, ServiceDep, client_of
-from aetherscan.server.storage import JobRecord
+from aetherscan.server.storage import JobRecord, StorageError, without_paths
 from aetherscan.server.uploads import Refused
 
+log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api", tags=["api"])
 
 NOT_FOUND = "there is no job with this id (it may have expired or been deleted)"
-_errors = {code: {"model": ErrorResponse} for code in (400, 404, 409, 411, 413, 422, 429, 500, 503)}
+DELETED_MEANWHILE = "the job was deleted while its file was being made"
+UPLOAD_FAILED = "the upload failed on the server (an internal error, logged); no job was made"
+STOPPING = (
+    "the job is running: it is cancelled, stops at the engine's next step, and its photos and "
+    "results are removed then; it is gone from the API now"
+)
+_errors = {
+    code: {"model": ErrorResponse} for code in (400, 404, 409, 411, 413, 422, 429, 500, 503, 507)
+}
 
 
 @router.get("/health", response_model=Health)
@@ -66,7 +80,7 @@ async def info(service: ServiceDep) -> Info:
     "/jobs",
     status_code=201,
     response_model=JobStatus,
-    responses={code: _errors[code] for code in (400, 411, 413, 422, 429, 503)},
+    responses={code: _errors[code] for code in (400, 411, 413, 422, 429, 500, 503, 507)},
 )
 async def create_job(
     request: Request,
@@ -81,12 +95,15 @@ async def create_job(
 ) -> JobStatus:
     """Upload photos (multipart field ``files``, repeated) and their masks (field ``masks``,
     repeated, each file named after its photo); their reconstruction starts at once. A photo or
-    mask that cannot be used refuses the whole request, naming the photo."""
+    mask that cannot be used refuses the whole request, naming the photo. However the request
+    fails, it leaves no job: nothing counts against the client's limit afterwards."""
     jobs = service.jobs
     try:
         job = jobs.open_job(client_of(request), "rest")
     except Refused as exc:
         raise HTTPException(exc.status, exc.message) from None
+    except StorageError as exc:
+        raise HTTPException(exc.status, f"no job could be made: {exc.message}") from None
     try:
         for upload in files:
             filename = upload.filename or ""
@@ -95,9 +112,17 @@ async def create_job(
             await jobs.add_photo(job, filename, await upload.read())
         await _add_masks(service, job, masks or [])
         jobs.submit(job)
-    except Refused as exc:
-        jobs.delete(job.id)
-        raise HTTPException(exc.status, exc.message) from None
+    except (Refused, StorageError) as exc:
+        jobs.discard(job, exc.message)
+        detail = exc.message if isinstance(exc, Refused) else f"{exc.message}; no job was made"
+        raise HTTPException(exc.status, detail) from None
+    except Exception:
+        log.exception("the upload of job %s failed", job.id)
+        jobs.discard(job, UPLOAD_FAILED)
+        raise HTTPException(500, UPLOAD_FAILED) from None
+    except BaseException:  # the request was cancelled: the client went away
+        jobs.discard(job, "the upload was interrupted")
+        raise
     return job_status(service, job.id)
 
 
@@ -130,25 +155,26 @@ async def read_job(job_id: str, service: ServiceDep) -> JobStatus:
 @router.get(
     "/jobs/{job_id}/files/{file_name}",
     response_class=FileResponse,
-    responses={code: _errors[code] for code in (404, 409, 500)},
+    responses={code: _errors[code] for code in (404, 409, 500, 503, 507)},
 )
-async def download(job_id: str, file_name: str, service: ServiceDep) -> FileResponse:
+async def download(job_id: str, file_name: str, service: ServiceDep) -> Response:
     """A result file: scene.ply, cameras.json, and the exports that GET /api/info lists."""
     _finished_job(service, job_id)
+    result_dir = service.storage.result_dir(job_id)
     photos = [Photo(p.label, p.path) for p in service.storage.photos(job_id)]
+    release = service.storage.hold(job_id)  # until the file is sent: a delete waits for it
     try:
-        path = await asyncio.to_thread(
-            download_path, service.storage.result_dir(job_id), file_name, photos
-        )
-    except Exception as exc:
-        raise HTTPException(500, f"{file_name} could not be made: {exc}") from None
-    if path is None:
-        raise HTTPException(
-            404,
-            f"no file {file_name[:100]!r}; the files are: "
-            + ", ".join(download_files(service.storage.result_dir(job_id)).values()),
-        )
-    return FileResponse(path, filename=file_name, media_type=media_type(file_name))
+        path = await _made(service, job_id, file_name, download_path, result_dir, file_name, photos)
+        if path is None:
+            raise HTTPException(
+                404,
+                f"no file {file_name[:100]!r}; the files are: "
+                + ", ".join(download_files(result_dir).values()),
+            )
+    except BaseException:
+        release()
+        raise
+    return _HeldFile(path, release, filename=file_name, media_type=media_type(file_name))
 
 
 @router.get(
@@ -165,18 +191,38 @@ async def points(
     format: Annotated[Literal["binary"], Query(description="binary point frames")] = "binary",
 ) -> Response:
     """All points of a finished job as binary point frames, one after the other (see
-    docs/protocol.md), for a viewer that reloads a job."""
+    docs/protocol.md), for a viewer that reloads a job. Made once, then served from disk."""
     _finished_job(service, job_id)
-    path = service.storage.result_dir(job_id) / RECONSTRUCTION_FILE
-    body = await asyncio.to_thread(_all_frames, path)
-    return Response(body, media_type="application/octet-stream")
+    result_dir = service.storage.result_dir(job_id)
+    release = service.storage.hold(job_id)  # until the file is sent: a delete waits for it
+    try:
+        path = await _made(service, job_id, "the point frames", points_path, result_dir)
+    except BaseException:
+        release()
+        raise
+    assert path is not None
+    return _HeldFile(path, release, media_type="application/octet-stream")
 
 
-@router.delete("/jobs/{job_id}", status_code=204, responses={404: _errors[404]})
+@router.delete(
+    "/jobs/{job_id}",
+    status_code=204,
+    responses={
+        202: {"model": ErrorResponse, "description": "the job runs; what happens, in detail"},
+        **{code: _errors[code] for code in (404, 503, 507)},
+    },
+)
 async def delete_job(job_id: str, service: ServiceDep) -> Response:
-    """Delete a job and its files; a job that runs is cancelled first."""
-    if not service.jobs.delete(job_id):
+    """Delete a job and its files: 204 when they are gone; 202 and a sentence for a job that
+    runs, whose files are removed when it has stopped (it is gone from the API at once)."""
+    try:
+        outcome = service.jobs.delete(job_id)
+    except StorageError as exc:
+        raise HTTPException(exc.status, f"the job could not be deleted: {exc.message}") from None
+    if outcome is None:
         raise HTTPException(404, NOT_FOUND)
+    if outcome == "stopping":
+        return JSONResponse({"detail": STOPPING}, status_code=202)
     return Response(status_code=204)
 
 
@@ -225,9 +271,38 @@ def _finished_job(service: Service, job_id: str) -> JobRecord:
     return record
 
 
-def _all_frames(path: Path) -> bytes:
-    frames, _ = encode_points(load_reconstruction(path).point_cloud(), binary=True)
-    return b"".join(frames)
+class _HeldFile(FileResponse):
+    """A FileResponse that lets go of its job's files when it has been sent (or failed)."""
+
+    def __init__(self, path: Path, release: Callable[[], None], **options: object) -> None:
+        super().__init__(path, **options)  # type: ignore[arg-type]
+        self._release = release
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await asyncio.to_thread(self._release)
+
+
+async def _made(
+    service: Service, job_id: str, what: str, make: Callable[..., Path | None], *args: object
+) -> Path | None:
+    """``make(*args)`` in a thread: the file it makes, or an HTTPException with a sentence."""
+    try:
+        return await asyncio.to_thread(make, *args)
+    except StorageError as exc:
+        raise HTTPException(exc.status, f"{what} could not be made: {exc.message}") from None
+    except Exception as exc:
+        if service.storage.get(job_id) is None:
+            raise HTTPException(404, DELETED_MEANWHILE) from None
+        log.exception("%s of job %s could not be made", what, job_id)
+        reason = without_paths(f"{type(exc).__name__}: {exc}")
+        raise HTTPException(
+            500,
+            f"{what} could not be made: an internal error ({reason}), logged for the server's "
+            "operator; the job's other files can still be downloaded",
+        ) from None
 
 
 def _time(epoch_s: float | None) -> datetime | None:

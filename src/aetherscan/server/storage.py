@@ -36,7 +36,7 @@ import shutil
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -417,19 +417,17 @@ class Storage:
             self._remove(job_id)
         return marked > 0
 
-    def is_read(self, job_id: str) -> bool:
-        """Whether an engine run or a download is reading the job's files now."""
-        with self._lock:
-            return job_id in self._readers
-
-    @contextmanager
-    def reading(self, job_id: str) -> Iterator[None]:
-        """Hold the job's files while reading them: a delete meanwhile removes them after."""
+    def hold(self, job_id: str) -> Callable[[], None]:
+        """Hold the job's files while reading them, so that a delete meanwhile removes them
+        only after; call the function returned (once or more) to let go."""
         with self._lock:
             self._readers[job_id] = self._readers.get(job_id, 0) + 1
-        try:
-            yield
-        finally:
+        released = threading.Event()
+
+        def release() -> None:
+            if released.is_set():
+                return
+            released.set()
             with self._lock:
                 left = self._readers.pop(job_id) - 1
                 if left:
@@ -437,6 +435,17 @@ class Storage:
                 row = self._db.execute("SELECT deleted FROM jobs WHERE id=?", (job_id,)).fetchone()
             if not left and row is not None and row["deleted"]:
                 self._remove(job_id)
+
+        return release
+
+    @contextmanager
+    def reading(self, job_id: str) -> Iterator[None]:
+        """``hold`` for the length of a with block."""
+        release = self.hold(job_id)
+        try:
+            yield
+        finally:
+            release()
 
     def _remove(self, job_id: str) -> None:
         """The files of a deleted job, then its row; the row stays while files do (a read-only
