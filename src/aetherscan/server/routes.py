@@ -49,7 +49,6 @@ log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api", tags=["api"])
 
 NOT_FOUND = "there is no job with this id (it may have expired or been deleted)"
-DELETED_MEANWHILE = "the job was deleted while its file was being made"
 UPLOAD_FAILED = "the upload failed on the server (an internal error, logged); no job was made"
 STOPPING = (
     "the job is running: it is cancelled, stops at the engine's next step, and its photos and "
@@ -164,7 +163,7 @@ async def download(job_id: str, file_name: str, service: ServiceDep) -> Response
     photos = [Photo(p.label, p.path) for p in service.storage.photos(job_id)]
     release = service.storage.hold(job_id)  # until the file is sent: a delete waits for it
     try:
-        path = await _made(service, job_id, file_name, download_path, result_dir, file_name, photos)
+        path = await _made(job_id, file_name, download_path, result_dir, file_name, photos)
         if path is None:
             raise HTTPException(
                 404,
@@ -196,7 +195,7 @@ async def points(
     result_dir = service.storage.result_dir(job_id)
     release = service.storage.hold(job_id)  # until the file is sent: a delete waits for it
     try:
-        path = await _made(service, job_id, "the point frames", points_path, result_dir)
+        path = await _made(job_id, "the point frames", points_path, result_dir)
     except BaseException:
         release()
         raise
@@ -286,7 +285,7 @@ class _HeldFile(FileResponse):
 
 
 async def _made(
-    service: Service, job_id: str, what: str, make: Callable[..., Path | None], *args: object
+    job_id: str, what: str, make: Callable[..., Path | None], *args: object
 ) -> Path | None:
     """``make(*args)`` in a thread: the file it makes, or an HTTPException with a sentence."""
     try:
@@ -294,8 +293,6 @@ async def _made(
     except StorageError as exc:
         raise HTTPException(exc.status, f"{what} could not be made: {exc.message}") from None
     except Exception as exc:
-        if service.storage.get(job_id) is None:
-            raise HTTPException(404, DELETED_MEANWHILE) from None
         log.exception("%s of job %s could not be made", what, job_id)
         reason = without_paths(f"{type(exc).__name__}: {exc}")
         raise HTTPException(
