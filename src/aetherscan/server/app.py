@@ -32,7 +32,7 @@ from aetherscan.server import routes, ws
 from aetherscan.server.jobs import JobManager
 from aetherscan.server.service import Service
 from aetherscan.server.storage import TEMP_FOLDER, Storage
-from aetherscan.server.timeouts import StalledBodyTimeout, guard_http_protocol
+from aetherscan.server.timeouts import MAX_HEAD_BYTES, StalledBodyTimeout, guard_http_protocol
 from aetherscan.server.uploads import MB
 from aetherscan.settings import Settings
 
@@ -98,8 +98,10 @@ def server_config(app: FastAPI, settings: Settings, **options: object) -> uvicor
     """uvicorn's configuration for the app. Messages up to max_message_mb reach the session,
     which refuses them with an error; the WebSocket library closes the connection (code 1009)
     only for messages over twice that, which it will not buffer. A request head that does not
-    arrive within idle_timeout_s is answered 408 (aetherscan.server.timeouts). Behind a reverse
-    proxy listed in forwarded_allow_ips, the client is the one its X-Forwarded-For names."""
+    arrive within idle_timeout_s is answered 408, one over MAX_HEAD_BYTES or MAX_HEADERS 431
+    (aetherscan.server.timeouts); the parser is h11, which holds to that size too, where
+    httptools reads heads of any size. Behind a reverse proxy listed in forwarded_allow_ips,
+    the client is the one its X-Forwarded-For names."""
     options = {
         "host": settings.host,
         "port": settings.port,
@@ -107,6 +109,7 @@ def server_config(app: FastAPI, settings: Settings, **options: object) -> uvicor
         "forwarded_allow_ips": settings.forwarded_allow_ips,
         "ws_max_size": int(2 * settings.max_message_mb * MB),
         "http": guard_http_protocol(settings.idle_timeout_s),
+        "h11_max_incomplete_event_size": MAX_HEAD_BYTES,
         "log_level": "info",
         **options,
     }
