@@ -208,11 +208,13 @@ class Storage:
             (self.data_dir / "jobs").mkdir(parents=True, exist_ok=True)
             self.temp_dir.mkdir(exist_ok=True)
         except OSError as exc:
-            raise DataFolderError(
+            message = (
                 f"the data folder {self.data_dir} cannot be used ({exc.strerror}): give the "
                 "server's user the right to write there, or choose another folder (setting "
                 "data_dir, --data-dir)"
-            ) from exc
+            )
+            log.error("%s", message)
+            raise DataFolderError(message) from exc
         self._db = self._open_index(self.data_dir / INDEX_FILE)
         self._recover()
 
