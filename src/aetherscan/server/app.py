@@ -1,7 +1,9 @@
 """The FastAPI application: the viewer page at /, the WebSocket at /ws, the REST API under /api.
 
 ``create_app(settings)`` builds it; the engine is made once at start-up (lifespan) unless one is
-passed in, and one JobManager owns it. ``serve(settings)`` runs it on uvicorn.
+passed in, and one JobManager owns it. ``serve(settings)`` runs it on uvicorn. Requests that
+another site's page makes from a visitor's browser are refused, and every answer carries
+security headers (aetherscan.server.browsers).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from aetherscan import __version__
 from aetherscan.engines import create_engine
 from aetherscan.engines.base import Engine
 from aetherscan.server import routes, ws
+from aetherscan.server.browsers import SameOrigin, SecurityHeaders, page_policy
 from aetherscan.server.jobs import JobManager
 from aetherscan.server.service import Service
 from aetherscan.server.storage import TEMP_FOLDER, Storage
@@ -86,7 +89,12 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
             allow_methods=["*"],
             allow_headers=["*"],
         )
-    _mount_web(app, settings.web_dir or DEFAULT_WEB_DIR)
+    # Outermost (added last): a foreign page's request is refused before anything reads it,
+    # and every answer, refusals included, carries the security headers.
+    app.add_middleware(SameOrigin, allowed_origins=settings.cors_origins)
+    web_dir = settings.web_dir or DEFAULT_WEB_DIR
+    app.add_middleware(SecurityHeaders, page_policy=page_policy(web_dir / "index.html"))
+    _mount_web(app, web_dir)
     return app
 
 
