@@ -337,12 +337,13 @@ class JobManager:
         """Delete a job: None when there is no such job, "deleted" when its record and files
         are gone, "stopping" when it runs (it is cancelled, and its files are removed when the
         engine has stopped reading them; those of a download in progress, when it is sent). StorageError when the index refuses the delete."""
+        if not self.storage.delete(job_id):
+            return None  # no such job, or deleted already
         job = self._open.get(job_id)
-        if job is not None:
-            self.cancel(job, "the job was deleted")
-        if not self.storage.delete(job_id) and job is None:
-            return None
-        return "stopping" if job is not None and job.state == "running" else "deleted"
+        if job is None:
+            return "deleted"
+        self.cancel(job, "the job was deleted")
+        return "stopping" if job.state == "running" else "deleted"
 
     # The worker --------------------------------------------------------------------------------
 
