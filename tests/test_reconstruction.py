@@ -1,9 +1,13 @@
+import dataclasses
+import json
+
 import numpy as np
 import pytest
 
 from aetherscan.reconstruction import (
     DroppedPhoto,
     PointCloud,
+    Quality,
     Reconstruction,
     View,
     load_reconstruction,
@@ -40,16 +44,58 @@ def test_point_cloud_refuses_mismatched_shapes():
         PointCloud(np.zeros((3, 2)), np.zeros((3, 3), np.uint8), np.zeros(3), np.zeros(3, np.int32))
 
 
+def _assert_same(a, b) -> None:
+    """Every field of two dataclasses equal, arrays value for value and dtype for dtype."""
+    assert type(a) is type(b)
+    for f in dataclasses.fields(a):
+        x, y = getattr(a, f.name), getattr(b, f.name)
+        if isinstance(x, np.ndarray):
+            assert isinstance(y, np.ndarray) and x.dtype == y.dtype, f.name
+            np.testing.assert_array_equal(y, x, err_msg=f.name)
+        elif isinstance(x, list) and x and dataclasses.is_dataclass(x[0]):
+            assert len(x) == len(y), f.name
+            for u, v in zip(x, y, strict=True):
+                _assert_same(u, v)
+        else:
+            assert x == y, f.name
+
+
 def test_save_and_load_round_trip(tmp_path):
+    rng = np.random.default_rng(2)
     view = _view("a.jpg", 10, 0)
-    view.depth = np.ones((4, 5), np.float32)
-    view.depth_K = np.eye(3)
-    rec = Reconstruction("test", [view, _view("b.jpg", 7, 1)], [DroppedPhoto("c.jpg", "blurry")])
+    view.K = np.array([[512.5, 0, 320.25], [0, 498.0, 241.5], [0, 0, 1]])
+    pose = np.eye(4)
+    pose[:3, :3] = np.linalg.qr(rng.normal(size=(3, 3)))[0]
+    pose[:3, 3] = rng.normal(size=3)
+    view.cam_from_world = pose
+    view.depth = rng.uniform(1, 3, (4, 5)).astype(np.float32)
+    view.depth_confidence = rng.uniform(1, 9, (4, 5)).astype(np.float32)
+    view.depth_K = np.array([[5.0, 0, 2.5], [0, 5.0, 2.0], [0, 0, 1]])
+    view.radial_k1 = -0.0625
+    other = _view("b.jpg", 7, 1)
+    other.cam_from_world = np.linalg.inv(pose)
+    rec = Reconstruction(
+        "test",
+        [view, other],
+        [DroppedPhoto("c.jpg", "blurry")],
+        timings_s={"total": 1.5, "sfm": 0.75},
+        quality=Quality("uncertain", ["only 2 of 3 photos were placed"]),
+        masks="given",
+    )
     save_reconstruction(rec, tmp_path / "r.npz")
     back = load_reconstruction(tmp_path / "r.npz")
-    assert [v.name for v in back.views] == ["a.jpg", "b.jpg"]
-    assert back.dropped == rec.dropped
-    np.testing.assert_array_equal(back.views[0].points, view.points)
-    np.testing.assert_array_equal(back.views[0].depth, view.depth)
-    assert back.views[1].depth is None
-    np.testing.assert_allclose(back.views[1].center, [0, 0, 0])
+    _assert_same(rec, back)
+    assert back.views[1].depth is None and back.views[1].radial_k1 == 0.0
+    np.testing.assert_allclose(back.views[0].center, view.center)
+
+
+def test_files_saved_before_the_distortion_load_as_pinholes(tmp_path):
+    save_reconstruction(Reconstruction("test", [_view("a.jpg", 3, 0)]), tmp_path / "r.npz")
+    with np.load(tmp_path / "r.npz") as data:
+        arrays = dict(data)
+    header = json.loads(arrays["header"].tobytes())
+    for meta in header["views"]:
+        del meta["radial_k1"]
+    arrays["header"] = np.frombuffer(json.dumps(header).encode(), np.uint8)
+    np.savez(tmp_path / "old.npz", **arrays)
+    assert load_reconstruction(tmp_path / "old.npz").views[0].radial_k1 == 0.0

@@ -90,6 +90,10 @@ class View:
     depth: np.ndarray | None = None  # (h, w) float32, 0 where unknown
     depth_confidence: np.ndarray | None = None  # (h, w) float32
     depth_K: np.ndarray | None = None  # (3, 3) float64
+    # Radial distortion of the photo (COLMAP's SIMPLE_RADIAL k): a point at (x, y) on the plane
+    # z = 1 of the camera is seen at the pixel K @ (d x, d y, 1), d = 1 + radial_k1 (x^2 + y^2),
+    # K being the pinhole part. 0 for a pinhole camera (Fast3R). Depth maps are undistorted.
+    radial_k1: float = 0.0
 
     @property
     def world_from_cam(self) -> np.ndarray:
@@ -202,7 +206,14 @@ def save_reconstruction(reconstruction: Reconstruction, path: Path) -> None:
         "views": [],
     }
     for i, view in enumerate(reconstruction.views):
-        header["views"].append({"name": view.name, "width": view.width, "height": view.height})
+        header["views"].append(
+            {
+                "name": view.name,
+                "width": view.width,
+                "height": view.height,
+                "radial_k1": float(view.radial_k1),
+            }
+        )
         for key in _VIEW_ARRAYS + _VIEW_MAPS:
             value = getattr(view, key)
             if value is not None:

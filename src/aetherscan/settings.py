@@ -45,6 +45,11 @@ class Settings(BaseSettings):
         "client, for the limits per client; others are the client themselves",
     )
     web_dir: Path | None = Field(None, description="the viewer's files; default: web/ of the repo")
+    keep_photo_location: bool = Field(
+        False,
+        description="exports with photos keep where they were taken (EXIF GPS, XMP and IPTC "
+        "places); by default that is taken out, pixels and other fields unchanged",
+    )
 
     # Limits: every refusal names the limit and its setting.
     max_photos_per_job: int = 500

@@ -39,3 +39,18 @@ def test_cameras_json_carries_the_verdict_and_the_masks(scene, tmp_path):
     unchecked = json.loads(export_file(scene, tmp_path / "unchecked.json").read_text())
     assert unchecked["quality"] == Quality.unchecked().to_json()
     assert unchecked["quality"]["verdict"] == "uncertain" and unchecked["masks"] == "none"
+
+
+def test_cameras_json_carries_the_distortion_and_the_file_names(scene, tmp_path):
+    scene.views[0].radial_k1 = -0.12
+    scene.views[1].name = "CON.jpg"
+    document = json.loads(export_file(scene, tmp_path / "cameras.json").read_text())
+    cameras = document["cameras"]
+    assert [c["radial_k1"] for c in cameras] == [-0.12, 0.0, 0.0, 0.0]
+    assert [c["file_name"] for c in cameras] == [
+        "front.jpg",
+        "_CON.jpg",
+        "back.png",
+        "sideways.jpg",
+    ]
+    assert "radial_k1" in document["convention"] and "file_name" in document["convention"]

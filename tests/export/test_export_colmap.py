@@ -1,3 +1,4 @@
+import cv2
 import numpy as np
 import pycolmap
 import pytest
@@ -5,6 +6,7 @@ from PIL import Image
 
 from aetherscan.export import export
 from aetherscan.export.colmap_model import rotation_to_qvec, write_colmap_model
+from aetherscan.geometry.camera import colmap_K_to_opencv_K
 from aetherscan.photos import open_photo_array
 
 
@@ -101,11 +103,16 @@ def test_mismatched_or_missing_photos_are_refused(scene, photos, tmp_path):
         )
 
 
-def test_names_that_leave_the_folder_are_refused(scene, photos, tmp_path):
+def test_names_that_would_leave_the_folder_stay_inside_it(scene, photos, tmp_path):
     scene.views[0].name = "../evil.jpg"
     photos["../evil.jpg"] = photos["front.jpg"]
-    with pytest.raises(ValueError, match="cannot be used as a file name"):
-        export(scene, "colmap", tmp_path / "model", photos=photos)
+    folder = export(scene, "colmap", tmp_path / "model", photos=photos)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model", "uploads"]
+    assert (folder / "images" / "__evil.jpg").is_file()
+    names = {
+        image.name for image in pycolmap.Reconstruction(folder / "sparse" / "0").images.values()
+    }
+    assert "__evil.jpg" in names
 
 
 def test_names_with_spaces_only_go_into_binary_models(scene, tmp_path):
@@ -147,3 +154,70 @@ def test_a_view_without_points_is_an_image_without_observations(scene, tmp_path,
     for other in scene.views[3:]:  # the views after it keep their own observations
         image = next(i for i in rec.images.values() if i.name == other.name)
         assert image.num_points3D == len(other.points)
+
+
+def _distort(view, xyz):
+    """The radial model in words of its definition (View.radial_k1): pixel = K @ (d x, d y, 1),
+    d = 1 + k1 (x^2 + y^2), (x, y) on the camera's plane z = 1."""
+    cam = xyz @ view.cam_from_world[:3, :3].T + view.cam_from_world[:3, 3]
+    x, y = cam[:, 0] / cam[:, 2], cam[:, 1] / cam[:, 2]
+    d = 1 + view.radial_k1 * (x**2 + y**2)
+    return np.stack([view.K[0, 0] * d * x + view.K[0, 2], view.K[1, 1] * d * y + view.K[1, 2]], 1)
+
+
+@pytest.mark.parametrize("binary", [True, False])
+def test_distorted_cameras_project_as_our_model_does(scene, photos, tmp_path, binary):
+    """Issue #15: the model paired pinhole cameras with the distorted photos."""
+    ks = [-0.12, 0.08, 0.0, -0.05]  # front (fx = fy), side (fx != fy), back (a pinhole), sideways
+    for view, k1 in zip(scene.views, ks, strict=True):
+        view.radial_k1 = k1
+    folder = export(scene, "colmap" if binary else "colmap_text", tmp_path / "m", photos=photos)
+    rec = pycolmap.Reconstruction(folder / "sparse" / "0")
+    names = {image.name: image for image in rec.images.values()}
+    models = {}
+    for view in scene.views:
+        image = names[view.name]
+        camera = rec.cameras[image.camera_id]
+        models[view.name] = camera.model.name
+        xyz = view.points.astype(np.float64)
+        ours = _distort(view, xyz)
+        theirs = np.array([camera.img_from_cam(image.cam_from_world() * p) for p in xyz])
+        np.testing.assert_allclose(theirs, ours, atol=1e-9)
+        # OpenCV, which the COLMAP engine undistorts the photos with, agrees as well.
+        opencv, _ = cv2.projectPoints(
+            xyz,
+            cv2.Rodrigues(view.cam_from_world[:3, :3])[0],
+            view.cam_from_world[:3, 3],
+            colmap_K_to_opencv_K(view.K),
+            np.array([view.radial_k1, 0, 0, 0]),
+        )
+        np.testing.assert_allclose(opencv[:, 0] + 0.5, ours, atol=1e-9)
+        # Every observation sits where the distorted camera sees its point.
+        observed = image.get_observation_points2D()
+        xy = np.array([p.xy for p in observed])
+        seen = np.array([rec.points3D[p.point3D_id].xyz for p in observed])
+        np.testing.assert_allclose(xy, _distort(view, seen), atol=1e-5)
+    assert models == {
+        "front.jpg": "SIMPLE_RADIAL",
+        "side.jpg": "OPENCV",
+        "back.png": "SIMPLE_PINHOLE",
+        "sideways.jpg": "SIMPLE_RADIAL",
+    }
+    assert rec.compute_mean_reprojection_error() < 1e-4
+    side = rec.cameras[names["side.jpg"].camera_id]
+    np.testing.assert_array_equal(side.params[4:], [0.08, 0, 0, 0])  # k1; k2 = p1 = p2 = 0
+
+
+def test_points_a_barrel_distortion_folds_back_are_left_out(scene, tmp_path):
+    view = scene.views[0]
+    view.radial_k1 = k1 = -4.0  # the sphere's rim lies past the fold, 1 + 3 k1 r^2 = 0
+    write_colmap_model(scene, tmp_path)
+    cam = view.points @ view.cam_from_world[:3, :3].T + view.cam_from_world[:3, 3]
+    r2 = (cam[:, 0] ** 2 + cam[:, 1] ** 2) / cam[:, 2] ** 2
+    xy = _distort(view, view.points.astype(np.float64))
+    inside = (xy >= 0).all(1) & (xy[:, 0] < view.width) & (xy[:, 1] < view.height)
+    kept = int((inside & (1 + 3 * k1 * r2 > 0)).sum())
+    image = next(
+        i for i in pycolmap.Reconstruction(tmp_path).images.values() if i.name == view.name
+    )
+    assert image.num_points2D() == kept < int(inside.sum())

@@ -51,3 +51,25 @@ def test_shared_intrinsics_are_also_written_at_the_top_level(scene, tmp_path):
     )
     assert (document["fl_x"], document["w"], document["h"]) == (60.0, 64, 48)
     assert not (tmp_path / "ns" / "images").exists()  # no photos given: the cameras alone
+
+
+def test_distortion_goes_with_each_frame_and_to_the_top_only_when_shared(scene, tmp_path):
+    """nerfstudio takes k1, k2, p1, p2 from the top level for every frame as soon as one of
+    them is there, so a top-level k1 = 0 beside distorted frames would undo them."""
+    for view, k1 in zip(scene.views, [-0.12, 0.08, 0.0, -0.05], strict=True):
+        view.radial_k1 = k1
+    document = json.loads(
+        export(scene, "nerfstudio", tmp_path / "a").joinpath("transforms.json").read_text()
+    )
+    assert document["camera_model"] == "OPENCV"
+    assert not {"k1", "k2", "p1", "p2"} & document.keys()
+    for frame, view in zip(document["frames"], scene.views, strict=True):
+        assert (frame["k1"], frame["k2"], frame["p1"], frame["p2"]) == (view.radial_k1, 0, 0, 0)
+
+    for view in scene.views:
+        view.radial_k1 = -0.07
+        view.K, view.width, view.height = scene.views[0].K, 64, 48
+    shared = json.loads(
+        export(scene, "nerfstudio", tmp_path / "b").joinpath("transforms.json").read_text()
+    )
+    assert (shared["k1"], shared["k2"], shared["p1"], shared["p2"]) == (-0.07, 0, 0, 0)

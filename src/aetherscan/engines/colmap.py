@@ -234,6 +234,7 @@ class ColmapEngine:
                     points=np.zeros((0, 3), np.float32),
                     colors=np.zeros((0, 3), np.uint8),
                     confidence=np.zeros((0,), np.float32),
+                    radial_k1=meta["radial_k1"],  # of normalised coordinates: scale-free
                 )
             )
         return views

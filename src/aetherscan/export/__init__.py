@@ -8,7 +8,9 @@ The server, the CLI and users call three names::
     export_file(reconstruction, path, photos=...)     the format picked from the path
 
 ``photos`` maps each view's name to its original photo file; the formats that come with the
-photos (``needs_photos``) copy them in under their own names, and without them write the model
+photos (``needs_photos``) copy them in under their export names (``aetherscan.export.names``:
+safe and unique on every file system, the same in every file that refers to a photo) and
+without their location unless ``keep_photo_location``; without ``photos`` they write the model
 alone. Formats whose ``filename`` is a zip write a folder instead when ``path`` is not a .zip.
 """
 
@@ -72,31 +74,39 @@ def export(
     *,
     photos: Mapping[str, Path] | None = None,
     min_confidence: float = 0.0,
+    keep_photo_location: bool = False,
 ) -> Path:
     """Write ``reconstruction`` as ``fmt`` (a key of FORMATS) to ``path``; returns ``path``.
 
     Folder formats (colmap, colmap_text, nerfstudio, depth, all) write a zip when ``path`` ends
     in .zip and a folder otherwise (for nerfstudio, ``path`` may also name the transforms.json).
+    The photos they copy lose the place where they were taken (EXIF GPS, XMP and IPTC
+    locations) unless ``keep_photo_location``; their pixels and other fields stay.
     """
     if fmt not in FORMATS:
         raise ValueError(f"unknown export format {fmt!r}; the formats are {', '.join(FORMATS)}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    options = _Options(photos, min_confidence, keep_photo_location)
     if not FORMATS[fmt].filename.endswith(".zip"):
-        _write(reconstruction, fmt, path, photos, min_confidence)
+        _write(reconstruction, fmt, path, options)
     elif path.suffix.lower() == ".zip":
         with tempfile.TemporaryDirectory(dir=path.parent, prefix=".export-") as tmp:
-            _write(reconstruction, fmt, Path(tmp), photos, min_confidence)
+            _write(reconstruction, fmt, Path(tmp), options)
             zip_folder(Path(tmp), path)
     elif fmt == "nerfstudio" and path.name == "transforms.json":
-        _write(reconstruction, fmt, path.parent, photos, min_confidence)
+        _write(reconstruction, fmt, path.parent, options)
     else:
-        _write(reconstruction, fmt, path, photos, min_confidence)
+        _write(reconstruction, fmt, path, options)
     return path
 
 
 def export_file(
-    reconstruction: Reconstruction, path: Path | str, photos: Mapping[str, Path] | None = None
+    reconstruction: Reconstruction,
+    path: Path | str,
+    photos: Mapping[str, Path] | None = None,
+    *,
+    keep_photo_location: bool = False,
 ) -> Path:
     """Write the format that ``path`` names: .ply, .glb, .zip (everything), transforms.json
     (nerfstudio, beside its photos), any other .json (cameras.json), or a path without a
@@ -114,19 +124,20 @@ def export_file(
             f"cannot tell the export format from {path.name!r}: use .ply, .glb, .zip, "
             "cameras.json, transforms.json or a folder (COLMAP model)"
         )
-    return export(reconstruction, fmt, path, photos=photos)
+    return export(reconstruction, fmt, path, photos=photos, keep_photo_location=keep_photo_location)
 
 
 _BY_SUFFIX = {".ply": "ply", ".glb": "glb", ".zip": "all", ".json": "cameras"}
 
 
-def _write(
-    reconstruction: Reconstruction,
-    fmt: str,
-    target: Path,
-    photos: Mapping[str, Path] | None,
-    min_confidence: float,
-) -> None:
+class _Options(NamedTuple):
+    photos: Mapping[str, Path] | None
+    min_confidence: float
+    keep_location: bool
+
+
+def _write(reconstruction: Reconstruction, fmt: str, target: Path, options: _Options) -> None:
+    photos, min_confidence, keep_location = options
     match fmt:
         case "ply" | "ply_ascii":
             export_ply(
@@ -141,15 +152,28 @@ def _write(
                 photos=photos,
                 min_confidence=min_confidence,
                 binary=fmt == "colmap",
+                keep_location=keep_location,
             )
         case "nerfstudio":
-            export_transforms(reconstruction, target, photos=photos, min_confidence=min_confidence)
+            export_transforms(
+                reconstruction,
+                target,
+                photos=photos,
+                min_confidence=min_confidence,
+                keep_location=keep_location,
+            )
         case "cameras":
             export_cameras_json(reconstruction, target)
         case "depth":
             export_depth_maps(reconstruction, target)
         case "all":
-            write_everything(reconstruction, target, photos=photos, min_confidence=min_confidence)
+            write_everything(
+                reconstruction,
+                target,
+                photos=photos,
+                min_confidence=min_confidence,
+                keep_location=keep_location,
+            )
 
 
 __all__ = [

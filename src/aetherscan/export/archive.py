@@ -7,7 +7,8 @@ dataset (``transforms.json``)::
     scene.glb           points and camera frustums
     cameras.json        every photo's size, K and cam_from_world
     transforms.json     nerfstudio / instant-ngp cameras, ply_file_path = scene.ply
-    images/             the photos, under their own names
+    images/             the photos, under their export names (aetherscan.export.names), by
+                        default without the place where they were taken
     sparse/0/           the COLMAP model, binary (.bin) and text (.txt, left out where a
                         photo name has a space, which COLMAP's text format cannot hold)
     depth/              depth and confidence maps (only where the engine made them)
@@ -42,10 +43,24 @@ sparse/0         COLMAP model (binary and text), with images/: colmap, nerfstudi
 depth/           depth maps as NPZ and 16-bit PNG, see depth/depth.json (when present)
 
 Conventions: cam_from_world maps world points to OpenCV camera coordinates (x right, y down,
-z forward); K is in pixels of the upright photo, pixel (0, 0) covering [0, 1) x [0, 1).
-The world frame and unit are the engine's. All of it is written down in docs/exports.md of
-AetherScan.
+z forward); K is in pixels of the upright photo, pixel (0, 0) covering [0, 1) x [0, 1), with
+radial distortion radial_k1 (COLMAP's SIMPLE_RADIAL, k1 in transforms.json) where the engine
+estimated it. The world frame and unit are the engine's. All of it is written down in
+docs/exports.md of AetherScan.
+
+Photos: {photos}
 """
+_PHOTOS_STRIPPED = (
+    "images/ holds the photos with their pixels and camera fields unchanged, but without\n"
+    "the place where they were taken (EXIF GPS, XMP and IPTC locations are left out). Their\n"
+    "names are made safe and unique for Windows, macOS and Linux; cameras.json gives each\n"
+    "photo's original name beside its file_name."
+)
+_PHOTOS_KEPT = (
+    "images/ holds the photos as they were uploaded, with any location they carry. Their\n"
+    "names are made safe and unique for Windows, macOS and Linux; cameras.json gives each\n"
+    "photo's original name beside its file_name."
+)
 
 
 def write_everything(
@@ -54,8 +69,15 @@ def write_everything(
     *,
     photos: Mapping[str, Path] | None = None,
     min_confidence: float = 0.0,
+    keep_location: bool = False,
 ) -> Path:
-    export_transforms(reconstruction, folder, photos=photos, min_confidence=min_confidence)
+    export_transforms(
+        reconstruction,
+        folder,
+        photos=photos,
+        min_confidence=min_confidence,
+        keep_location=keep_location,
+    )
     export_glb(reconstruction, folder / "scene.glb", min_confidence=min_confidence)
     export_cameras_json(reconstruction, folder / "cameras.json")
     for binary in (True, False) if text_names_ok(reconstruction.views) else (True,):
@@ -68,6 +90,7 @@ def write_everything(
         engine=reconstruction.engine,
         views=len(reconstruction.views),
         points=len(reconstruction.point_cloud(min_confidence)),
+        photos=_PHOTOS_KEPT if keep_location else _PHOTOS_STRIPPED,
     )
     (folder / "README.txt").write_text(readme, encoding="utf-8")
     return folder

@@ -1,5 +1,5 @@
-"""``cameras.json``: every photo's size, intrinsics and pose, with the convention inside the file,
-and the engine's verdict on the result."""
+"""``cameras.json``: every photo's size, intrinsics, distortion and pose, with the convention
+inside the file, the photo's file name in the other exports, and the engine's verdict."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from aetherscan.export.names import export_names
 from aetherscan.reconstruction import Reconstruction
 
 FORMAT = "aetherscan-cameras/1"
@@ -16,7 +17,11 @@ CONVENTION = (
     "X_cam = R @ X_world + t, in OpenCV camera axes: x right, y down, z forward. "
     "K is the 3x3 pinhole matrix in pixels of the photo as stored upright (EXIF orientation "
     "applied), width x height; pixel (0, 0) covers [0, 1) x [0, 1), so the image centre is at "
-    "(width / 2, height / 2), as in COLMAP. The world frame and its unit are the engine's."
+    "(width / 2, height / 2), as in COLMAP. radial_k1 is the radial distortion of the photo: a "
+    "point at (x, y) on the camera's plane z = 1 is seen at the pixel K @ (d x, d y, 1), "
+    "d = 1 + radial_k1 (x^2 + y^2) (COLMAP's SIMPLE_RADIAL; 0 for a pinhole). file_name is the "
+    "photo's name in the exports that hold the photos (images/<file_name>). The world frame and "
+    "its unit are the engine's."
 )
 
 
@@ -32,12 +37,18 @@ def cameras_document(reconstruction: Reconstruction) -> dict[str, Any]:
         "cameras": [
             {
                 "name": view.name,
+                "file_name": file_name,
                 "width": view.width,
                 "height": view.height,
                 "K": view.K.tolist(),
+                "radial_k1": float(view.radial_k1),
                 "cam_from_world": view.cam_from_world.tolist(),
             }
-            for view in reconstruction.views
+            for view, file_name in zip(
+                reconstruction.views,
+                export_names([view.name for view in reconstruction.views]),
+                strict=True,
+            )
         ],
         "dropped": [{"name": d.name, "reason": d.reason} for d in reconstruction.dropped],
     }

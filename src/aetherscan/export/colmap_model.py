@@ -3,15 +3,18 @@
 Folder layout, the one COLMAP, nerfstudio (``colmap`` data parser) and Gaussian-splatting
 trainers read as it is::
 
-    <folder>/images/<photo name>          the photos, upright
-    <folder>/sparse/0/cameras.bin         or .txt: PINHOLE / SIMPLE_PINHOLE at the photo's size
-    <folder>/sparse/0/images.bin          poses (qvec, tvec = cam_from_world), photo names
+    <folder>/images/<export name>         the photos, upright (names: aetherscan.export.names)
+    <folder>/sparse/0/cameras.bin         or .txt: SIMPLE_PINHOLE, PINHOLE, SIMPLE_RADIAL or
+                                          OPENCV (k1 only) at the photo's size
+    <folder>/sparse/0/images.bin          poses (qvec, tvec = cam_from_world), the photos' names
     <folder>/sparse/0/points3D.bin        coloured points with their observations
 
 The files are the classic three of COLMAP's model format; COLMAP 3.12 and later read them and
-add one trivial rig and frame per camera. Each point is observed once, in the view the engine
-attributes it to, at its exact projection (so its reprojection error is 0); points that do not
-project into their own photo are left out. Models keep at most ``max_points`` points, a
+add one trivial rig and frame per camera. A view with radial distortion (``radial_k1``, the
+COLMAP engine's estimate) gets a camera model with it, so the original photos beside the model
+are described as they are. Each point is observed once, in the view the engine attributes it
+to, at its exact projection with that distortion (so its reprojection error is 0); points that
+do not project into their own photo are left out. Models keep at most ``max_points`` points, a
 random subset drawn with a fixed seed so that the text and binary models agree. COLMAP's text
 format splits lines at spaces, so photo names with spaces only go into binary models.
 """
@@ -27,13 +30,19 @@ from pathlib import Path
 import numpy as np
 
 from aetherscan.export.images import copy_photos
+from aetherscan.export.names import export_names
 from aetherscan.reconstruction import Reconstruction, View
 
 log = logging.getLogger(__name__)
 
 MAX_POINTS = 200_000
-_SIMPLE_PINHOLE, _PINHOLE = 0, 1
-_MODEL_NAMES = {_SIMPLE_PINHOLE: "SIMPLE_PINHOLE", _PINHOLE: "PINHOLE"}
+_SIMPLE_PINHOLE, _PINHOLE, _SIMPLE_RADIAL, _OPENCV = 0, 1, 2, 4
+_MODEL_NAMES = {
+    _SIMPLE_PINHOLE: "SIMPLE_PINHOLE",
+    _PINHOLE: "PINHOLE",
+    _SIMPLE_RADIAL: "SIMPLE_RADIAL",
+    _OPENCV: "OPENCV",
+}
 _NO_POINT3D = np.iinfo(np.uint64).max  # a 2D point without a 3D point (-1 in text files)
 
 _POINT3D_DTYPE = np.dtype(  # a point with a track of one element, as points3D.bin stores it
@@ -87,13 +96,15 @@ def export_colmap(
     min_confidence: float = 0.0,
     binary: bool = True,
     max_points: int = MAX_POINTS,
+    keep_location: bool = False,
 ) -> Path:
-    """Write ``folder/sparse/0`` (binary or text) and copy the photos into ``folder/images``."""
+    """Write ``folder/sparse/0`` (binary or text) and copy the photos into ``folder/images``
+    (without their location unless ``keep_location``)."""
     model = folder / "sparse" / "0"
     write_colmap_model(
         reconstruction, model, min_confidence=min_confidence, binary=binary, max_points=max_points
     )
-    copy_photos(reconstruction.views, photos, folder / "images")
+    copy_photos(reconstruction.views, photos, folder / "images", keep_location=keep_location)
     return folder
 
 
@@ -106,14 +117,17 @@ def write_colmap_model(
     max_points: int = MAX_POINTS,
 ) -> None:
     """Write cameras, images and points3D (.bin or .txt) into ``folder``."""
+    names = export_names([view.name for view in reconstruction.views])
     if not binary and not text_names_ok(reconstruction.views):
-        spaced = [view.name for view in reconstruction.views if not text_names_ok([view])]
+        spaced = [name for name in names if _has_space(name)]
         raise ValueError(
             f"COLMAP's text model cannot hold photo names with spaces ({', '.join(spaced)}); "
             "use the binary model"
         )
     cameras, camera_ids = _cameras(reconstruction.views)
-    images, points = _images_and_points(reconstruction, camera_ids, min_confidence, max_points)
+    images, points = _images_and_points(
+        reconstruction, names, camera_ids, min_confidence, max_points
+    )
     folder.mkdir(parents=True, exist_ok=True)
     if binary:
         _write_binary(folder, cameras, images, points)
@@ -145,7 +159,7 @@ def rotation_to_qvec(R: np.ndarray) -> np.ndarray:
 
 
 def _cameras(views: Sequence[View]) -> tuple[list[_Camera], list[int]]:
-    """One COLMAP camera per distinct (size, intrinsics); the camera id of every view."""
+    """One COLMAP camera per distinct (size, intrinsics, distortion); every view's camera id."""
     cameras: list[_Camera] = []
     by_key: dict[tuple, int] = {}
     camera_ids = []
@@ -155,10 +169,15 @@ def _cameras(views: Sequence[View]) -> tuple[list[_Camera], list[int]]:
         )
         if abs(view.K[0, 1]) > 1e-9 * fx:
             raise ValueError(f"view {view.name!r} has a skewed K; COLMAP pinhole models have none")
-        if fx == fy:
-            model, params = _SIMPLE_PINHOLE, (fx, cx, cy)
-        else:
-            model, params = _PINHOLE, (fx, fy, cx, cy)
+        k1 = float(view.radial_k1)
+        if k1 == 0.0:
+            model, params = (
+                (_SIMPLE_PINHOLE, (fx, cx, cy)) if fx == fy else (_PINHOLE, (fx, fy, cx, cy))
+            )
+        elif fx == fy:
+            model, params = _SIMPLE_RADIAL, (fx, cx, cy, k1)
+        else:  # OpenCV's k1 is SIMPLE_RADIAL's k: the same radial factor 1 + k1 r^2
+            model, params = _OPENCV, (fx, fy, cx, cy, k1, 0.0, 0.0, 0.0)
         key = (model, view.width, view.height, params)
         if key not in by_key:
             by_key[key] = len(cameras) + 1
@@ -169,6 +188,7 @@ def _cameras(views: Sequence[View]) -> tuple[list[_Camera], list[int]]:
 
 def _images_and_points(
     reconstruction: Reconstruction,
+    names: list[str],
     camera_ids: list[int],
     min_confidence: float,
     max_points: int,
@@ -182,7 +202,7 @@ def _images_and_points(
     visible = np.zeros(len(cloud), bool)
     for index, view in enumerate(reconstruction.views):
         own = cloud.view_index == index
-        xy[own], visible[own] = _project(view, xyz[own])
+        xy[own], visible[own] = project(view, xyz[own])
     if not visible.all():
         log.info("COLMAP model: %d points outside their own photo left out", (~visible).sum())
     cloud, xyz, xy = cloud.select(visible), xyz[visible], xy[visible]
@@ -197,7 +217,7 @@ def _images_and_points(
         qvec = rotation_to_qvec(view.cam_from_world[:3, :3])
         tvec = np.asarray(view.cam_from_world[:3, 3], dtype=np.float64)
         images.append(
-            _Image(index + 1, camera_ids[index], view.name, qvec, tvec, xy[own], ids[own])
+            _Image(index + 1, camera_ids[index], names[index], qvec, tvec, xy[own], ids[own])
         )
     points = _Points(
         ids=ids,
@@ -209,16 +229,24 @@ def _images_and_points(
     return images, points
 
 
-def _project(view: View, xyz: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Pixel positions (COLMAP's convention, the same as ours) and which lie inside the photo."""
+def project(view: View, xyz: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel positions of world points ``xyz`` (N, 3) in the view's photo, with its radial
+    distortion (COLMAP's SIMPLE_RADIAL; pixel convention COLMAP's, the same as ours), and which
+    of them lie inside the photo."""
     cam = xyz @ view.cam_from_world[:3, :3].T + view.cam_from_world[:3, 3]
     z = cam[:, 2]
     in_front = z > 1e-12
-    with np.errstate(divide="ignore", invalid="ignore"):
-        uvw = cam @ np.asarray(view.K, dtype=np.float64).T
-        xy = uvw[:, :2] / uvw[:, 2:3]
+    K = np.asarray(view.K, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):  # behind the camera: nan, left out
+        normalised = cam[:, :2] / z[:, None]  # (N, 2) on the plane z = 1
+        r2 = (normalised**2).sum(axis=1)
+        distorted = normalised * (1.0 + view.radial_k1 * r2)[:, None]
+        xy = distorted @ K[:2, :2].T + K[:2, 2]
+        # Past 1 + 3 k1 r^2 = 0 a barrel distortion folds back: such points are not in the photo.
+        unfolded = 1.0 + 3.0 * view.radial_k1 * r2 > 0
     inside = (
         in_front
+        & unfolded
         & (xy[:, 0] >= 0)
         & (xy[:, 0] < view.width)
         & (xy[:, 1] >= 0)
@@ -259,8 +287,12 @@ def _write_binary(
 
 
 def text_names_ok(views: Sequence[View]) -> bool:
-    """Whether COLMAP's text format can hold these photo names (it splits lines at spaces)."""
-    return not any(any(c.isspace() for c in view.name) for view in views)
+    """Whether COLMAP's text format can hold these photos' names (it splits lines at spaces)."""
+    return not any(_has_space(name) for name in export_names([view.name for view in views]))
+
+
+def _has_space(name: str) -> bool:
+    return any(c.isspace() for c in name)
 
 
 def _write_text(

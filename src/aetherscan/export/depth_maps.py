@@ -1,6 +1,7 @@
 """Per-view depth and confidence maps, for the views whose engine made them.
 
-For a photo ``<stem>.jpg`` (the full name where two photos share a stem)::
+For a photo whose export name (``aetherscan.export.names``) is ``<stem>.jpg`` (the full name
+where two photos share a stem, ignoring case; ``_2``, ... added where that still clashes)::
 
     <folder>/<stem>.npz         depth (h, w) float32, confidence (h, w) float32 where known,
                                 K (3, 3) at the map's resolution, cam_from_world (4, 4),
@@ -11,7 +12,8 @@ For a photo ``<stem>.jpg`` (the full name where two photos share a stem)::
 Depth is the distance along the camera's z axis, in the reconstruction's world unit (not
 millimetres or metres: Fast3R and COLMAP worlds have no metric scale). One ``depth_step`` for
 all views, the smallest of 1, 2 or 5 times a power of ten that keeps the largest depth below
-65535 steps; it is also in each PNG's ``depth_step`` text chunk.
+65535 steps; it is also in each PNG's ``depth_step`` text chunk. The maps are of the
+undistorted photo: ``K`` is a pinhole even where the view has a ``radial_k1``.
 """
 
 from __future__ import annotations
@@ -19,13 +21,13 @@ from __future__ import annotations
 import json
 import math
 from collections import Counter
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
-from aetherscan.export.images import file_in
+from aetherscan.export.names import clash_key, export_names, split_extension, unique_names
 from aetherscan.reconstruction import Reconstruction, View
 
 _MAX_STEPS = 65535
@@ -50,26 +52,29 @@ def depth_step(max_depth: float) -> float:
 
 def export_depth_maps(reconstruction: Reconstruction, folder: Path) -> Path:
     """Write every view's depth map as NPZ and 16-bit PNG into ``folder``, with depth.json."""
-    views = [view for view in reconstruction.views if view.depth is not None]
-    if not views:
+    names = export_names([view.name for view in reconstruction.views])
+    named = [
+        (view, name)
+        for view, name in zip(reconstruction.views, names, strict=True)
+        if view.depth is not None
+    ]
+    if not named:
         raise ValueError("this reconstruction has no depth maps (its engine made none)")
-    for view in views:
+    for view, _ in named:
         if view.depth_K is None:
             raise ValueError(f"view {view.name!r} has a depth map without its intrinsics depth_K")
-    step = depth_step(max(_largest_depth(view.depth) for view in views))
-    stems = _file_stems([view.name for view in views])
+    step = depth_step(max(_largest_depth(view.depth) for view, _ in named))
+    stems = _file_stems([name for _, name in named])
     folder.mkdir(parents=True, exist_ok=True)
     entries = []
-    for view, stem in zip(views, stems, strict=True):
-        npz_path = file_in(folder, stem + ".npz")
-        png_path = file_in(folder, stem + ".png")
-        npz_path.parent.mkdir(parents=True, exist_ok=True)
-        _write_npz(view, npz_path)
-        _write_png(view.depth, step, png_path)
+    for (view, name), stem in zip(named, stems, strict=True):
+        _write_npz(view, folder / (stem + ".npz"))
+        _write_png(view.depth, step, folder / (stem + ".png"))
         height, width = view.depth.shape
         entries.append(
             {
                 "name": view.name,
+                "file_name": name,
                 "npz": stem + ".npz",
                 "png": stem + ".png",
                 "width": width,
@@ -83,7 +88,8 @@ def export_depth_maps(reconstruction: Reconstruction, folder: Path) -> Path:
         "meaning": (
             "depth along the camera z axis in the reconstruction's world unit = PNG value * "
             "depth_step; 0 means unknown. K is at the depth map's resolution, pixel (0, 0) "
-            "covering [0, 1) x [0, 1); cam_from_world in OpenCV axes (docs/exports.md)."
+            "covering [0, 1) x [0, 1), a pinhole: the maps are of the undistorted photo; "
+            "cam_from_world in OpenCV axes (docs/exports.md)."
         ),
         "views": entries,
     }
@@ -92,9 +98,15 @@ def export_depth_maps(reconstruction: Reconstruction, folder: Path) -> Path:
 
 
 def _file_stems(names: list[str]) -> list[str]:
-    stems = [str(PurePosixPath(name).with_suffix("")) for name in names]
-    counts = Counter(stems)
-    return [stem if counts[stem] == 1 else name for stem, name in zip(stems, names, strict=True)]
+    """File stems for export names: the name without its extension, the whole name where
+    two share a stem, made unique where even that clashes."""
+    stems = [split_extension(name)[0] for name in names]
+    counts = Counter(clash_key(stem) for stem in stems)
+    whole = [
+        stem if counts[clash_key(stem)] == 1 else name
+        for stem, name in zip(stems, names, strict=True)
+    ]
+    return unique_names(whole)
 
 
 def _largest_depth(depth: np.ndarray) -> float:
@@ -123,4 +135,4 @@ def _write_png(depth: np.ndarray, step: float, path: Path) -> None:
     info = PngInfo()
     info.add_text("depth_step", repr(step))
     info.add_text("depth_unit", "reconstruction world unit; depth = value * depth_step")
-    Image.fromarray(values).save(path, pnginfo=info)
+    Image.fromarray(values).save(path, format="PNG", pnginfo=info)

@@ -1,20 +1,25 @@
-"""Photos beside a model, under their own names, upright as the cameras see them.
+"""Photos beside a model, under their export names, upright as the cameras see them, and by
+default without the place where they were taken.
 
 Exports that come "with the photos" (COLMAP model, transforms.json, the archive) copy each
-view's original file. A photo whose EXIF orientation rotates it is written again upright, since
-COLMAP and nerfstudio read the stored pixels and ignore the tag, while the cameras (width,
-height, K) describe the upright photo.
+view's original file under its name from ``aetherscan.export.names``. Its location (EXIF GPS,
+XMP and IPTC place names) is taken out in place (``aetherscan.export.metadata``): the pixels
+and every other field stay byte for byte. A photo whose EXIF orientation rotates it is written
+again upright, with its EXIF (location left out, orientation 1), since COLMAP and nerfstudio
+read the stored pixels and ignore the tag, while the cameras (width, height, K) describe the
+upright photo. So is a photo whose metadata is too damaged to edit in place.
 """
 
 from __future__ import annotations
 
 import logging
-import shutil
 from collections.abc import Mapping, Sequence
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from PIL import Image
 
+from aetherscan.export.metadata import EXIF_GPS_IFD, location_left, strip_location
+from aetherscan.export.names import export_names
 from aetherscan.photos import open_photo, read_size
 from aetherscan.reconstruction import View
 
@@ -23,46 +28,72 @@ log = logging.getLogger(__name__)
 _EXIF_ORIENTATION = 0x0112
 
 
-def file_in(folder: Path, name: str) -> Path:
-    """``folder / name`` for a view name, refusing names that would leave the folder."""
-    relative = PurePosixPath(name)
-    if (
-        not name
-        or "\\" in name
-        or "\0" in name
-        or relative.is_absolute()
-        or any(part in ("", ".", "..") for part in relative.parts)
-    ):
-        raise ValueError(f"the photo name {name!r} cannot be used as a file name in an export")
-    return folder.joinpath(*relative.parts)
-
-
-def copy_photos(views: Sequence[View], photos: Mapping[str, Path] | None, folder: Path) -> None:
-    """Copy every view's photo to ``folder/<view name>``; no photos given, nothing copied."""
+def copy_photos(
+    views: Sequence[View],
+    photos: Mapping[str, Path] | None,
+    folder: Path,
+    *,
+    keep_location: bool = False,
+) -> None:
+    """Copy every view's photo to ``folder/<export name>``; no photos given, nothing copied."""
     if photos is None:
         log.info("no photos given: the export refers to photos it does not contain")
         return
     missing = [view.name for view in views if view.name not in photos]
     if missing:
         raise ValueError(f"no photo file given for the views {', '.join(missing)}")
-    for view in views:
-        copy_upright(Path(photos[view.name]), file_in(folder, view.name), view)
+    names = export_names([view.name for view in views])
+    for view, name in zip(views, names, strict=True):
+        copy_photo(Path(photos[view.name]), folder / name, view, keep_location=keep_location)
 
 
-def copy_upright(source: Path, destination: Path, view: View) -> None:
+def copy_photo(source: Path, destination: Path, view: View, *, keep_location: bool) -> None:
     size = read_size(source)
     if size != (view.width, view.height):
         raise ValueError(
-            f"the photo {source} is {size[0]}x{size[1]} pixels upright, but the view "
-            f"{view.name!r} is {view.width}x{view.height}: not the photo it was made from"
+            f"the photo of {view.name!r} is {size[0]}x{size[1]} pixels upright, but its view "
+            f"is {view.width}x{view.height}: not the photo it was made from"
         )
     destination.parent.mkdir(parents=True, exist_ok=True)
     with Image.open(source) as image:
         orientation = image.getexif().get(_EXIF_ORIENTATION, 1)
-        image_format = image.format
     if orientation in (None, 1):
-        shutil.copyfile(source, destination)
-        return
+        data = source.read_bytes()
+        if keep_location:
+            destination.write_bytes(data)
+            return
+        stripped = _without_location(data)
+        if stripped is not None:
+            destination.write_bytes(stripped)
+            return
+        log.warning("%s: metadata too damaged to edit; the photo is encoded again", view.name)
+    write_upright(source, destination, keep_location=keep_location)
+
+
+def write_upright(source: Path, destination: Path, *, keep_location: bool) -> None:
+    """The photo decoded, turned upright and encoded again in its own format, with its EXIF
+    (orientation 1, and without GPS unless ``keep_location``) but without XMP or IPTC."""
     upright = open_photo(source)
-    options = {"quality": 95} if image_format == "JPEG" else {}
-    upright.save(destination, format=image_format, **options)
+    with Image.open(source) as image:
+        image_format = image.format
+        try:
+            exif = image.getexif()
+            exif[_EXIF_ORIENTATION] = 1
+            if not keep_location:
+                exif.pop(EXIF_GPS_IFD, None)
+            exif_bytes = exif.tobytes()
+        except Exception:  # any of Pillow's EXIF parse errors: write no EXIF
+            exif_bytes = b""
+    options = {"quality": 95} if image_format in ("JPEG", "WEBP", "HEIF") else {}
+    upright.save(destination, format=image_format, exif=exif_bytes, **options)
+
+
+def _without_location(data: bytes) -> bytes | None:
+    """The photo without its location, edited in place; None where that did not work."""
+    try:
+        stripped = strip_location(data)
+        return None if location_left(stripped) else stripped
+    # MetadataError, or what Pillow's plugins raise on reading the result back (OSError,
+    # SyntaxError, struct.error, ...): encoded again instead.
+    except Exception:
+        return None
