@@ -5,10 +5,19 @@ the surface, in front of their camera and inside their photo. Views differ in si
 portrait), focal lengths (one has fx != fy) and principal point; two carry depth maps, ray-cast
 at half resolution. Photos are small JPEGs of the right size; one is stored sideways with an
 EXIF orientation tag, as phones do.
+
+Every GLB that a test here writes (as a file or inside a zip) goes through the Khronos glTF
+validator after the test (``validate_gltf``); an error in it fails the test. Without Node.js
+the validator cannot run, and ``test_export_glb`` says so with a skip.
 """
 
 from __future__ import annotations
 
+import json
+import shutil
+import subprocess
+import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +28,46 @@ from aetherscan.reconstruction import DroppedPhoto, Reconstruction, View
 
 RADIUS = 1.0
 _ORIENTATION = 0x0112
+NODE = shutil.which("node")
+GLTF_VALIDATOR = Path(__file__).parents[2] / "web" / "node_modules" / "gltf-validator"
+_VALIDATE_SCRIPT = Path(__file__).with_name("validate_gltf.mjs")
+
+
+def validate_gltf(paths: list[Path]) -> list[dict]:
+    """The Khronos validator's report on each GLB file; fails the test on any error."""
+    assert NODE is not None, "validate_gltf needs Node.js"
+    if not (GLTF_VALIDATOR / "package.json").is_file():
+        pytest.fail(f"the glTF validator is not installed in {GLTF_VALIDATOR}: run make install")
+    result = subprocess.run(
+        [NODE, str(_VALIDATE_SCRIPT), str(GLTF_VALIDATOR), *map(str, paths)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    reports = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    assert len(reports) == len(paths), result.stderr
+    failures = [report for report in reports if report["errors"]]
+    assert not failures, "glTF validator: " + json.dumps(failures, indent=1)
+    assert result.returncode == 0, result.stderr
+    return reports
+
+
+@pytest.fixture(autouse=True)
+def _validate_written_glb_files(request: pytest.FixtureRequest) -> Iterator[None]:
+    if NODE is None or "tmp_path" not in request.fixturenames:
+        yield
+        return
+    tmp_path: Path = request.getfixturevalue("tmp_path")  # now, so that it outlives this one
+    yield
+    files = sorted(tmp_path.rglob("*.glb"))
+    for index, archive in enumerate(sorted(tmp_path.rglob("*.zip"))):
+        with zipfile.ZipFile(archive) as zipped:
+            for name in zipped.namelist():
+                if name.endswith(".glb"):
+                    unpacked = tmp_path / f".glb-from-zip-{index}"
+                    files.append(Path(zipped.extract(name, unpacked)))
+    if files:
+        validate_gltf(files)
 
 
 def look_at(center: np.ndarray) -> np.ndarray:
