@@ -57,7 +57,7 @@ def test_an_emptied_index_quarantines_the_jobs_and_deletes_nothing(tmp_path, cap
         new = server.http.post("/api/jobs", files=FILES).json()["job_id"]
         assert server.wait_for_state(new)["state"] == "done"
     summary = [
-        r.getMessage() for r in caplog.records if "not listed in its index" in r.getMessage()
+        r.getMessage() for r in caplog.records if "not listed in the index" in r.getMessage()
     ]
     assert len(summary) == 1
     assert str(data_dir / "quarantine") in summary[0]

@@ -221,9 +221,10 @@ class Storage:
     def _open_index(self, path: Path) -> sqlite3.Connection:
         """The index, made or brought up to date; a DataFolderError that names the file and
         what to do when it cannot be read."""
-        db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        db.row_factory = sqlite3.Row
+        db = None
         try:
+            db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+            db.row_factory = sqlite3.Row
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
             db.execute("PRAGMA foreign_keys=ON")
@@ -237,7 +238,8 @@ class Storage:
                     if name not in have:
                         db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
         except sqlite3.Error as exc:
-            db.close()
+            if db is not None:
+                db.close()
             message = (
                 f"the index of the data folder, {path}, cannot be used ({exc}). Stop the "
                 f"server, move that file away (with {path.name}-wal and {path.name}-shm if they "
@@ -296,14 +298,24 @@ class Storage:
             if entry.is_dir() and not entry.is_symlink() and not _holds_files(entry):
                 shutil.rmtree(entry, ignore_errors=True)  # empty folders: nothing to keep
                 continue
-            self.quarantine_dir.mkdir(exist_ok=True)
             target = self.quarantine_dir / f"{time.strftime('%Y%m%d-%H%M%S')}-{entry.name}"
-            entry.rename(target)
+            try:
+                self.quarantine_dir.mkdir(exist_ok=True)
+                entry.rename(target)
+            except OSError as exc:
+                log.error(
+                    "jobs/%s is not in the index and could not be moved to %s (%s): it is left "
+                    "where it is; move it away by hand",
+                    entry.name,
+                    self.quarantine_dir,
+                    exc.strerror,
+                )
+                continue
             moved.append(target)
             log.warning("jobs/%s is not in the index: moved to %s", entry.name, target)
         if moved:
             log.warning(
-                "%d job folders in %s are not listed in its index %s, so the server no longer "
+                "%d job folders in %s are not listed in the index %s, so the server no longer "
                 "knows them: they were moved to %s and nothing was deleted. If the index was "
                 "lost or replaced, these are the jobs' photos (photos/) and results (result/); "
                 "copy out what you need, then delete that folder to free the space",
