@@ -180,7 +180,6 @@ def test_without_paths_keeps_last_parts_only(text, expected):
     assert without_paths(text) == expected
 
 
-@pytest.mark.slow
 def test_photos_named_with_dots_only_export_every_format(tmp_path):
     """``..jpg`` and ``...`` used to break depth.zip and scene.zip (500, "unknown file
     extension"); every download of such a job works."""
