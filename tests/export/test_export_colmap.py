@@ -4,10 +4,12 @@ import pycolmap
 import pytest
 from PIL import Image
 
+from aetherscan.engines.colmap import ColmapEngine
 from aetherscan.export import export
 from aetherscan.export.colmap_model import rotation_to_qvec, write_colmap_model
 from aetherscan.geometry.camera import colmap_K_to_opencv_K
 from aetherscan.photos import open_photo_array
+from aetherscan.reconstruction import Reconstruction
 
 
 def _project(view, xyz):
@@ -221,3 +223,33 @@ def test_points_a_barrel_distortion_folds_back_are_left_out(scene, tmp_path):
         i for i in pycolmap.Reconstruction(tmp_path).images.values() if i.name == view.name
     )
     assert image.num_points2D() == kept < int(inside.sum())
+
+
+def test_the_colmap_engines_distortion_reaches_the_export_at_the_photos_size(tmp_path):
+    """The engine estimates k1 at its working size (here a third of the photo's); k1 belongs to
+    normalised coordinates, so the exported camera at the photo's size sees every point where
+    the working camera does, scaled up."""
+    scale, k1 = 3.0, -0.09
+    working = pycolmap.Camera.create_from_model_name(1, "SIMPLE_RADIAL", 50.0, 40, 30)
+    working.params = [50.0, 20.5, 14.75, k1]
+    f, cx, cy, _ = working.params
+    header = {
+        "views": [{"name": "a.jpg", "width": 120, "height": 90, "scale": scale, "radial_k1": k1}]
+    }
+    sparse = {
+        "0/K": np.array([[f, 0, cx], [0, f, cy], [0, 0, 1]]),
+        "0/cam_from_world": np.eye(4),
+    }
+    (view,) = ColmapEngine._views(header, sparse)
+    assert view.radial_k1 == k1
+    view.points = np.random.default_rng(0).uniform([-1, -0.8, 3], [1, 0.8, 5], (50, 3))
+    view.points = view.points.astype(np.float32)
+    view.colors = np.zeros((50, 3), np.uint8)
+    view.confidence = np.ones(50, np.float32)
+    write_colmap_model(Reconstruction("colmap", [view]), tmp_path)
+    rec = pycolmap.Reconstruction(tmp_path)
+    (camera,) = rec.cameras.values()
+    assert camera.model.name == "SIMPLE_RADIAL" and (camera.width, camera.height) == (120, 90)
+    xyz = view.points.astype(np.float64)
+    at_work = np.array([working.img_from_cam(p) for p in xyz])
+    np.testing.assert_allclose(np.array([camera.img_from_cam(p) for p in xyz]), scale * at_work)

@@ -66,7 +66,7 @@ def copy_photo(source: Path, destination: Path, view: View, *, keep_location: bo
         if stripped is not None:
             destination.write_bytes(stripped)
             return
-        log.warning("%s: metadata too damaged to edit; the photo is encoded again", view.name)
+        log.warning("%s: its location could not be taken out in place; encoded again", view.name)
     write_upright(source, destination, keep_location=keep_location)
 
 
