@@ -62,6 +62,14 @@ class Settings(BaseSettings):
     max_queue_length: int = 32
     idle_timeout_s: float = 600.0
     result_ttl_hours: float = 24.0 * 7
+    # WebSocket sessions: each may buffer up to twice max_message_mb while a message arrives.
+    max_ws_sessions_per_client: int = 8
+    max_ws_sessions_total: int = 64
+    reattach_grace_s: float = Field(
+        60.0,
+        description="how long the job of a dropped WebSocket (feature attach) waits for its "
+        "client to attach again before it is cancelled; 0 cancels at once",
+    )
 
     def engine_options(self) -> dict[str, Any]:
         """The keyword arguments of ``aetherscan.engines.create_engine`` besides the name."""

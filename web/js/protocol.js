@@ -3,9 +3,9 @@
 // @ts-check
 
 export const PROTOCOL_VERSION = 1;
-export const FEATURES = Object.freeze(["progress", "cameras", "job", "binary_points", "quality", "masks"]);
-export const CLIENT_MESSAGE_TYPES = Object.freeze(["image_data", "upload_complete", "ping", "hello", "cancel", "mask_data"]);
-export const SERVER_MESSAGE_TYPES = Object.freeze(["image_received", "points", "reconstruction_complete", "error", "pong", "welcome", "progress", "queued", "cameras", "cancelled", "mask_received"]);
+export const FEATURES = Object.freeze(["progress", "cameras", "job", "binary_points", "quality", "masks", "attach"]);
+export const CLIENT_MESSAGE_TYPES = Object.freeze(["image_data", "upload_complete", "ping", "hello", "cancel", "mask_data", "attach"]);
+export const SERVER_MESSAGE_TYPES = Object.freeze(["image_received", "points", "reconstruction_complete", "error", "pong", "welcome", "progress", "queued", "cameras", "cancelled", "mask_received", "attached"]);
 export const MAX_POINTS_PER_MESSAGE = 5000;
 export const MAX_POINTS_PER_FRAME = 65536;
 export const FRAME_MAGIC = "AEP1";
@@ -55,11 +55,20 @@ export const FRAME_HEADER_BYTES = 40;
  */
 
 /**
+ * EXTENSION 'attach': follow a job of this client again, from the start of its stream, after
+ * the connection that made it dropped (docs/protocol.md, Reattaching).
+ * @typedef {object} Attach
+ * @property {"attach"} type
+ * @property {string} job_id the id that image_received.job_id gave
+ */
+
+/**
  * A photo was checked and kept; ``filename`` is its label in results (see docs).
  * @typedef {object} ImageReceived
  * @property {"image_received"} type
  * @property {"saved"} status
  * @property {string} filename
+ * @property {string} [job_id] EXTENSION 'attach': the job the photo went to, to attach to it later
  */
 
 /**
@@ -101,7 +110,7 @@ export const FRAME_HEADER_BYTES = 40;
  * @typedef {object} ErrorMessage
  * @property {"error"} type
  * @property {string} message
- * @property {"bad_message" | "bad_photo" | "bad_mask" | "limit" | "upload" | "job_failed" | "timeout"} [code] EXTENSION: sent after hello
+ * @property {"bad_message" | "bad_photo" | "bad_mask" | "limit" | "upload" | "job_failed" | "timeout" | "storage" | "attach"} [code] EXTENSION: sent after hello
  */
 
 /**
@@ -131,6 +140,7 @@ export const FRAME_HEADER_BYTES = 40;
  * @property {Array<string>} features the features enabled for this connection
  * @property {Limits} limits
  * @property {number} max_points_per_message
+ * @property {number} [reattach_grace_s] EXTENSION 'attach': how long a job waits for its client after a drop
  */
 
 /**
@@ -187,6 +197,15 @@ export const FRAME_HEADER_BYTES = 40;
  * @property {"mask_received"} type
  * @property {"saved"} status
  * @property {string} photo the label of the photo whose mask it is
+ */
+
+/**
+ * EXTENSION 'attach': the answer to attach; the job's stream follows from its start.
+ * @typedef {object} Attached
+ * @property {"attached"} type
+ * @property {string} job_id
+ * @property {"uploading" | "queued" | "running" | "done" | "failed" | "cancelled"} state
+ * @property {Array<string>} photos the labels of the photos the job holds, in order
  */
 
 /**
@@ -248,11 +267,11 @@ export const FRAME_HEADER_BYTES = 40;
  */
 
 /** A message from the browser to the server.
- * @typedef {ImageData | UploadComplete | Ping | Hello | Cancel | MaskData} ClientMessage
+ * @typedef {ImageData | UploadComplete | Ping | Hello | Cancel | MaskData | Attach} ClientMessage
  */
 
 /** A JSON message from the server.
- * @typedef {ImageReceived | Points | ReconstructionComplete | ErrorMessage | Pong | Welcome | Progress | Queued | Cameras | CancelledMessage | MaskReceived} ServerMessage
+ * @typedef {ImageReceived | Points | ReconstructionComplete | ErrorMessage | Pong | Welcome | Progress | Queued | Cameras | CancelledMessage | MaskReceived | Attached} ServerMessage
  */
 
 /**

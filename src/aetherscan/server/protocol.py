@@ -22,6 +22,7 @@ Points in a frame are sorted by confidence, descending, so a confidence threshol
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import struct
@@ -46,9 +47,11 @@ from aetherscan.reconstruction import MASK_SOURCES, PointCloud
 log = logging.getLogger(__name__)
 
 PROTOCOL_VERSION = 1
-FEATURES = ("progress", "cameras", "job", "binary_points", "quality", "masks")
+FEATURES = ("progress", "cameras", "job", "binary_points", "quality", "masks", "attach")
 MAX_POINTS_PER_MESSAGE = 5000  # JSON points messages
 MAX_POINTS_PER_FRAME = 65536  # binary point frames
+MAX_NESTING = 32  # lists and objects in a client message; the protocol's own have 2
+MAX_INT_DIGITS = 20  # of an integer in a client message; a longer one fits no field
 
 # Client to server ---------------------------------------------------------------------------
 
@@ -100,12 +103,31 @@ class MaskData(_ClientMessage):
     data: StrictStr = Field(description="data:image/png;base64,...")
 
 
+class Attach(_ClientMessage):
+    """EXTENSION 'attach': follow a job of this client again, from the start of its stream, after
+    the connection that made it dropped (docs/protocol.md, Reattaching)."""
+
+    type: Literal["attach"]
+    job_id: StrictStr = Field(description="the id that image_received.job_id gave")
+
+
 ClientMessage = Annotated[
-    ImageData | UploadComplete | Ping | Hello | Cancel | MaskData, Field(discriminator="type")
+    ImageData | UploadComplete | Ping | Hello | Cancel | MaskData | Attach,
+    Field(discriminator="type"),
 ]
-CLIENT_MESSAGE_TYPES = ("image_data", "upload_complete", "ping", "hello", "cancel", "mask_data")
+CLIENT_MESSAGE_TYPES = (
+    "image_data",
+    "upload_complete",
+    "ping",
+    "hello",
+    "cancel",
+    "mask_data",
+    "attach",
+)
 
 # Server to client ---------------------------------------------------------------------------
+
+JobState = Literal["uploading", "queued", "running", "done", "failed", "cancelled"]
 
 
 class _ServerMessage(BaseModel):
@@ -124,6 +146,9 @@ class ImageReceived(_ServerMessage):
     type: Literal["image_received"] = "image_received"
     status: Literal["saved"] = "saved"
     filename: str
+    job_id: str | None = Field(
+        None, description="EXTENSION 'attach': the job the photo went to, to attach to it later"
+    )
 
 
 class _Reply(BaseModel):
@@ -182,6 +207,8 @@ ErrorCode = Literal[
     "upload",  # upload_complete refused (too few photos, count disagrees), or busy
     "job_failed",  # the reconstruction failed; the job is over
     "timeout",  # the connection was idle for too long and is closed
+    "storage",  # the server could not store what was sent (disk full, read-only); nothing lost
+    "attach",  # attach refused: no such job of this client, or this connection is busy
 ]
 
 
@@ -216,6 +243,10 @@ class Welcome(_ServerMessage):
     features: list[str] = Field(description="the features enabled for this connection")
     limits: Limits
     max_points_per_message: int = MAX_POINTS_PER_MESSAGE
+    reattach_grace_s: float | None = Field(
+        None,
+        description="EXTENSION 'attach': how long a job waits for its client after a drop",
+    )
 
 
 class Progress(_ServerMessage):
@@ -272,6 +303,15 @@ class MaskReceived(_ServerMessage):
     photo: str = Field(description="the label of the photo whose mask it is")
 
 
+class Attached(_ServerMessage):
+    """EXTENSION 'attach': the answer to attach; the job's stream follows from its start."""
+
+    type: Literal["attached"] = "attached"
+    job_id: str
+    state: JobState
+    photos: list[str] = Field(description="the labels of the photos the job holds, in order")
+
+
 ServerMessage = Annotated[
     ImageReceived
     | Points
@@ -283,13 +323,12 @@ ServerMessage = Annotated[
     | Queued
     | Cameras
     | CancelledMessage
-    | MaskReceived,
+    | MaskReceived
+    | Attached,
     Field(discriminator="type"),
 ]
 
 # REST ---------------------------------------------------------------------------------------
-
-JobState = Literal["uploading", "queued", "running", "done", "failed", "cancelled"]
 
 
 class PhotoInfo(_Reply):
@@ -346,20 +385,32 @@ class ErrorResponse(_Reply):
 # Parsing ------------------------------------------------------------------------------------
 
 _client_adapter: TypeAdapter[Any] = TypeAdapter(ClientMessage)
+ParsedMessage = ImageData | UploadComplete | Ping | Hello | Cancel | MaskData | Attach
 
 
 class BadMessage(ValueError):
     """A client message that cannot be used; the text says what was wrong for people."""
 
 
-def parse_client_message(
-    text: str | bytes,
-) -> ImageData | UploadComplete | Ping | Hello | Cancel | MaskData:
-    """The typed message in ``text``, or BadMessage saying what was wrong with it."""
+def parse_client_message(text: str | bytes) -> ParsedMessage:
+    """The typed message in ``text``, or BadMessage saying what was wrong with it. Hostile text
+    is a BadMessage like any other: nesting thousands deep, a number of thousands of digits, a
+    key given twice, bytes that are not UTF-8, a lone surrogate escape. (NaN and Infinity, which
+    Python's JSON reads, fit no field: no client message has a float.)"""
+    if isinstance(text, bytes):
+        try:
+            text = text.decode()
+        except UnicodeDecodeError as exc:
+            raise BadMessage(
+                f"the message is not UTF-8 text (byte {exc.start} cannot start a character)"
+            ) from None
     try:
-        raw = json.loads(text)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raw = json.loads(text, parse_int=_parse_int, object_pairs_hook=_object)
+    except json.JSONDecodeError as exc:
         raise BadMessage(f"the message is not valid JSON ({exc})") from None
+    except RecursionError:  # the decoder's own guard, at about a thousand levels
+        raise BadMessage(_too_deep()) from None
+    _check_values(raw)
     expected = ", ".join(CLIENT_MESSAGE_TYPES)
     if not isinstance(raw, dict):
         raise BadMessage(
@@ -369,12 +420,74 @@ def parse_client_message(
         raise BadMessage(f'the message has no "type" field; expected one of: {expected}')
     kind = raw["type"]
     if not isinstance(kind, str) or kind not in CLIENT_MESSAGE_TYPES:
-        shown = _clip(json.dumps(kind))
-        raise BadMessage(f"unknown message type {shown}; expected one of: {expected}")
+        raise BadMessage(f"unknown message type {_shown(kind)}; expected one of: {expected}")
     try:
         return _client_adapter.validate_python(raw)
     except ValidationError as exc:
         raise BadMessage(f"{kind} message: {_describe(exc)}") from None
+
+
+class _LongNumber:
+    """An integer of more than MAX_INT_DIGITS digits in a client message, never converted
+    (thousands of digits take long, and Python refuses more than 4300): no field takes it."""
+
+    def __init__(self, digits: int) -> None:
+        self.digits = digits
+
+    def __str__(self) -> str:
+        return f"<{self.digits} digits>"
+
+
+def _parse_int(text: str) -> int | _LongNumber:
+    digits = len(text.lstrip("-"))
+    return int(text) if digits <= MAX_INT_DIGITS else _LongNumber(digits)
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object whose keys are all different: with a key given twice, which value counts
+    would be a guess (JavaScript takes the last, some parsers the first)."""
+    result = dict(pairs)
+    if len(result) < len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise BadMessage(f"the key {_shown(key)} appears twice in one object")
+            seen.add(key)
+    return result
+
+
+def _too_deep() -> str:
+    return f"the message nests lists or objects more than {MAX_NESTING} levels deep"
+
+
+def _check_values(raw: object) -> None:
+    """Refuse nesting deeper than MAX_NESTING, and strings with a lone surrogate (a ``\\ud800``
+    escape), which are not text and could not even be quoted back in an error."""
+    pending = [(raw, 1)]
+    while pending:
+        value, depth = pending.pop()
+        if isinstance(value, str):
+            if not value.isascii() and not _is_text(value):
+                raise BadMessage(
+                    "the message has a string with a lone surrogate escape (\\ud800 to "
+                    "\\udfff), which is not text"
+                )
+        elif isinstance(value, dict | list):
+            if depth > MAX_NESTING:
+                raise BadMessage(_too_deep())
+            if isinstance(value, dict):
+                pending.extend((key, depth) for key in value)
+                pending.extend((child, depth + 1) for child in value.values())
+            else:
+                pending.extend((child, depth + 1) for child in value)
+
+
+def _is_text(value: str) -> bool:
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _describe(exc: ValidationError) -> str:
@@ -387,8 +500,10 @@ def _describe(exc: ValidationError) -> str:
         else:
             value = error.get("input")
             wanted = error["msg"].removeprefix("Input should be ")
-            got = _clip(json.dumps(value, default=str))
-            problems.append(f'field "{field}" should be {wanted}, got {_json_kind(value)} ({got})')
+            shown = "" if isinstance(value, _LongNumber) else f" ({_shown(value)})"
+            problems.append(
+                f'field "{_clip(field)}" should be {wanted}, got {_json_kind(value)}{shown}'
+            )
     return "; ".join(problems)
 
 
@@ -400,7 +515,26 @@ def _json_kind(value: object) -> str:
         return "a boolean"
     if isinstance(value, int | float):
         return "a number"
+    if isinstance(value, _LongNumber):
+        return f"a number of {value.digits} digits (at most {MAX_INT_DIGITS} are read)"
     return names.get(type(value), type(value).__name__)
+
+
+def _shown(value: object, limit: int = 40) -> str:
+    """The value as JSON for an error message, cut to ``limit`` characters, without ever
+    writing out a huge value whole (a string of 60 MB, a list of a million)."""
+    return _clip(json.dumps(_head(value, limit), default=str), limit)
+
+
+def _head(value: object, limit: int) -> object:
+    if isinstance(value, str):
+        return value[: limit + 1]
+    if isinstance(value, list):
+        return [_head(item, limit) for item in value[:limit]]
+    if isinstance(value, dict):
+        items = itertools.islice(value.items(), limit)
+        return {str(key)[: limit + 1]: _head(item, limit) for key, item in items}
+    return value
 
 
 def _clip(text: str, limit: int = 40) -> str:

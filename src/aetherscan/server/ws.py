@@ -1,10 +1,17 @@
 """The WebSocket at /ws: one Session per connection (docs/protocol.md).
 
-A session reads messages and answers control messages (ping, hello, cancel) at once; photos, their
-masks and upload_complete go, in order, through a queue to a task of their own, so that decoding a big photo
-never delays a pong. A second task forwards the events of the session's job (queued, progress,
-points, the end) to the socket. One lock serialises sends; each waits at most idle_timeout_s for a
-client that stopped reading, after which the session ends and its job is cancelled.
+A session reads messages and answers control messages (ping, hello, attach, cancel) at once;
+photos, their masks and upload_complete go, in order, through a queue to a task of their own, so
+that decoding a big photo never delays a pong. The events of the session's job come through the
+job's feed (aetherscan.server.feeds), which another task forwards to the socket. One lock
+serialises sends; each waits at most idle_timeout_s for a client that stopped reading, after
+which the session ends.
+
+Nothing a client sends ends its session: a message that cannot be used, a photo that the data
+folder cannot take (full, read-only) and a failure of the server's own are each answered with an
+error, and what was received before stays. When a session ends, its unfinished job is cancelled,
+unless the client opted into ``attach``: then the job waits reattach_grace_s for the client to
+attach to it again from a new connection. Sessions per client and in all are limited.
 """
 
 from __future__ import annotations
@@ -14,12 +21,16 @@ import base64
 import binascii
 import contextlib
 import logging
+import sqlite3
+from collections.abc import Coroutine
+from typing import Any, TypeVar
 
 import numpy as np
 from fastapi import APIRouter, WebSocket
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
-from aetherscan.reconstruction import PointCloud
+from aetherscan.reconstruction import PointCloud, load_reconstruction
+from aetherscan.server.feeds import FeedReader, JobFeed, Sessions, sessions_of
 from aetherscan.server.jobs import (
     CancelledEvent,
     DoneEvent,
@@ -33,6 +44,8 @@ from aetherscan.server.jobs import (
 from aetherscan.server.protocol import (
     FEATURES,
     PROTOCOL_VERSION,
+    Attach,
+    Attached,
     BadMessage,
     Camera,
     Cameras,
@@ -55,24 +68,54 @@ from aetherscan.server.protocol import (
     encode_points,
     parse_client_message,
 )
+from aetherscan.server.results import RECONSTRUCTION_FILE, download_urls
 from aetherscan.server.service import Service, ServiceDep, client_of
-from aetherscan.server.uploads import MB, Refused
+from aetherscan.server.storage import StorageError
+from aetherscan.server.uploads import MAX_LABEL_CHARS, MB, Refused
 
 log = logging.getLogger(__name__)
 router = APIRouter()
 
 PENDING_UPLOADS = 2  # messages waiting for the upload task; then the reader waits (back-pressure)
 PARSE_IN_THREAD_CHARS = 1 << 20  # parse big messages off the event loop
+LONGEST_FILENAME = 1024  # characters of a client's filename that make its label (of 120)
+REFUSED_CLOSE_CODE = 1013  # "try again later": a session over a limit
+UNFINISHED = ("uploading", "queued", "running")
 CANCELLED = "cancelled by the client"
 UPLOAD_CANCELLED = "the upload was cancelled by the client and its photos removed"
 DISCONNECTED = "the client disconnected"
 STOPPED_READING = "the client stopped reading"
+NO_JOB = (
+    "there is no job with this id that this client can attach to (it may have expired or been "
+    "deleted; a job can be attached to only by the client that made it)"
+)
+INTERNAL = "the server failed while {}; this is a bug of the server, and the session goes on"
+
+T = TypeVar("T")
 
 
 @router.websocket("/ws")
 async def websocket_endpoint(websocket: WebSocket, service: ServiceDep) -> None:
+    sessions = sessions_of(websocket.app.state, service.settings, service)
+    client = client_of(websocket)
     await websocket.accept()
-    await Session(websocket, service).run()
+    refusal = sessions.admit(client)
+    if refusal is not None:
+        await _refuse(websocket, *refusal, timeout_s=service.settings.idle_timeout_s)
+        return
+    try:
+        await Session(websocket, service, sessions).run()
+    finally:
+        sessions.leave(client)
+
+
+async def _refuse(websocket: WebSocket, sentence: str, reason: str, timeout_s: float) -> None:
+    """An error that says why, then a close frame (1013, try again later) with a short reason."""
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(
+            websocket.send_text(ErrorMessage(message=sentence).to_json()), timeout_s
+        )
+        await asyncio.wait_for(websocket.close(REFUSED_CLOSE_CODE, reason), timeout_s)
 
 
 class SessionClosed(Exception):
@@ -80,21 +123,24 @@ class SessionClosed(Exception):
 
 
 class Session:
-    def __init__(self, websocket: WebSocket, service: Service) -> None:
-        self.ws, self.service = websocket, service
+    def __init__(self, websocket: WebSocket, service: Service, sessions: Sessions) -> None:
+        self.ws, self.service, self.sessions = websocket, service, sessions
         self.settings = service.settings
         self.client = client_of(websocket)
         self.features: set[str] = set()
         self.said_hello = False
-        self.job: Job | None = None
+        self.job: Job | None = None  # the unfinished job this connection uploads to or follows
         self._uploads: asyncio.Queue[ImageData | MaskData | UploadComplete] = asyncio.Queue(
             PENDING_UPLOADS
         )
         self._uploading = False
+        self._replaying = False  # sending a finished job's stored result (attach)
         self._send_lock = asyncio.Lock()
-        self._forwarder: asyncio.Task | None = None
+        self._forwarders: dict[str, asyncio.Task] = {}  # job id -> the task sending its stream
+        self._background: set[asyncio.Task] = set()
         self._cancelling = False
         self._closed = asyncio.Event()  # set when a send fails: the session is over
+        self._leave_reason = DISCONNECTED
 
     async def run(self) -> None:
         """Read until the client goes, or until a send fails in any task: the reader may then
@@ -104,16 +150,58 @@ class Session:
         closed = asyncio.create_task(self._closed.wait())
         try:
             await asyncio.wait((reader, closed), return_when=asyncio.FIRST_COMPLETED)
-            if reader.done():
+            if reader.done() and not reader.cancelled():
                 with contextlib.suppress(SessionClosed):
                     reader.result()
+        except Exception:
+            log.exception("a WebSocket session failed")
         finally:
-            for task in (reader, closed, uploader, self._forwarder):
-                if task is not None:
-                    task.cancel()
-            if self.job is not None and self.job.state in ("uploading", "queued", "running"):
-                self.service.jobs.cancel(self.job, DISCONNECTED)
+            tasks = (reader, closed, uploader, *self._forwarders.values(), *self._background)
+            for task in tasks:
+                task.cancel()
+            self._leave(self._leave_reason)
             await self._close()
+
+    def _leave(self, reason: str) -> None:
+        """The session is over: its unfinished job is cancelled, or with ``attach`` waits for
+        its client to come back."""
+        job, self.job = self.job, None
+        if job is None or job.state not in UNFINISHED:
+            return
+        feed = self.sessions.feed_of(job.id)
+        if feed is not None:
+            self.sessions.unfollow(feed, self)
+        grace_s = self.settings.reattach_grace_s
+        if feed is None or "attach" not in self.features or grace_s <= 0:
+            self.service.jobs.cancel(job, reason)
+            return
+        jobs = self.service.jobs
+        later = f"{reason} and did not attach again within {grace_s:g} s (setting reattach_grace_s)"
+        self.sessions.wait_for_return(job.id, lambda: jobs.cancel(job, later))
+
+    def lose(self, job_id: str) -> None:
+        """Another session of this client attached to the job: this one stops following it."""
+        if self.job is not None and self.job.id == job_id:
+            self.job = None
+        forwarder = self._forwarders.pop(job_id, None)
+        if forwarder is not None:
+            forwarder.cancel()
+        self._in_background(
+            self.send_error(
+                "another connection of this client attached to this connection's job; this "
+                "connection no longer follows it",
+                "attach",
+            )
+        )
+
+    def _in_background(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        async def quietly() -> None:
+            with contextlib.suppress(SessionClosed):
+                await coroutine
+
+        task = asyncio.create_task(quietly())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     # Reading -----------------------------------------------------------------------------------
 
@@ -156,10 +244,16 @@ class Session:
             except BadMessage as exc:
                 await self.send_error(str(exc), "bad_message")
                 continue
+            except Exception:  # the parser must refuse in words; this is a bug to log
+                log.exception("a client message could not be parsed")
+                await self.send_error(INTERNAL.format("reading this message"), "bad_message")
+                continue
             if isinstance(parsed, Ping):
                 await self.send(Pong().to_json())
             elif isinstance(parsed, Hello):
                 await self._hello(parsed)
+            elif isinstance(parsed, Attach):
+                await self._attach(parsed)
             elif isinstance(parsed, ImageData | MaskData | UploadComplete):
                 await self._uploads.put(parsed)
             else:
@@ -168,7 +262,7 @@ class Session:
     def _busy(self) -> bool:
         """Whether the client is legitimately silent: waiting for its job or its uploads."""
         waiting = self.job is not None and self.job.state in ("queued", "running")
-        return waiting or self._uploading or not self._uploads.empty()
+        return waiting or self._replaying or self._uploading or not self._uploads.empty()
 
     async def _hello(self, hello: Hello) -> None:
         if hello.protocol != PROTOCOL_VERSION:
@@ -183,6 +277,7 @@ class Session:
             engine=self.service.engine.name,
             features=[feature for feature in FEATURES if feature in self.features],
             limits=self.service.limits(),
+            reattach_grace_s=self.settings.reattach_grace_s if "attach" in self.features else None,
         )
         await self.send(welcome.to_json())
 
@@ -198,44 +293,154 @@ class Session:
         reason = UPLOAD_CANCELLED if job.state == "uploading" else CANCELLED
         self.service.jobs.cancel(job, reason)
 
+    # Attaching to a job again ------------------------------------------------------------------
+
+    async def _attach(self, message: Attach) -> None:
+        """Follow a job of this client from the start of its stream: an open job through its
+        feed (then live), a finished one from its stored result."""
+        if "attach" not in self.features:
+            await self.send_error(
+                'attach is an extension: send {"type":"hello","features":["attach"]} first',
+                "bad_message",
+            )
+            return
+        if self.job is not None or self._replaying:
+            await self.send_error(
+                "this connection already has a job (an upload, a job queued or running, or a "
+                "result being sent); cancel it or wait for its end before attaching",
+                "attach",
+            )
+            return
+        job = self.service.jobs.get_open(message.job_id)
+        if job is not None:
+            feed = self.sessions.feed_of(job.id)
+            if job.client != self.client or feed is None:  # another's, or made over REST
+                await self.send_error(NO_JOB, "attach")
+                return
+            self.job = job
+            self.sessions.follow(feed, self)
+            photos = [photo.label for photo in job.photos]
+            await self.send(Attached(job_id=job.id, state=job.state, photos=photos).to_json())  # type: ignore[arg-type]
+            self._forward(feed)
+            return
+        storage = self.service.storage
+        try:
+            record = storage.get(message.job_id)
+            photos = [p.label for p in storage.photos(record.id)] if record is not None else []
+        except (StorageError, OSError, sqlite3.Error):
+            log.exception("the index could not be read")
+            await self.send_error("the server could not read its index; try again later", "storage")
+            return
+        if record is None or record.client != self.client or record.state in UNFINISHED:
+            await self.send_error(NO_JOB, "attach")
+            return
+        attached = Attached(job_id=record.id, state=record.state, photos=photos)  # type: ignore[arg-type]
+        await self.send(attached.to_json())
+        if record.state == "done":
+            self._replaying = True
+            self._start_forwarder(record.id, self._replay_result(record.id))
+        elif record.state == "failed":
+            await self.send_error(f"the reconstruction failed: {record.error}", "job_failed")
+        else:
+            reason = record.error or "the job was cancelled"
+            await self.send(CancelledMessage(message=reason).to_json())
+
+    async def _replay_result(self, job_id: str) -> None:
+        """The stored result of a finished job, as its stream would have ended."""
+        storage = self.service.storage
+        release = storage.hold(job_id)  # a delete meanwhile waits for the file to be read
+        try:
+            path = storage.result_dir(job_id) / RECONSTRUCTION_FILE
+            reconstruction = await asyncio.to_thread(load_reconstruction, path)
+            downloads = download_urls(job_id, storage.result_dir(job_id))
+        except Exception:
+            log.exception("the result of job %s could not be read", job_id)
+            self._replaying = False
+            await self.send_error(
+                "the result of this job could not be read (it may have been deleted meanwhile)",
+                "job_failed",
+            )
+            return
+        finally:
+            release()
+        events: list[JobEvent] = [
+            PointsEvent(reconstruction.view_cloud(index))
+            for index, view in enumerate(reconstruction.views)
+            if len(view.points)
+        ]
+        events.append(DoneEvent(reconstruction, downloads))
+        await self._send_stream(JobFeed(job_id, events).reader())
+
     # Photos and upload_complete ----------------------------------------------------------------
 
     async def _process_uploads(self) -> None:
         with contextlib.suppress(SessionClosed):
-            await self._process_uploads_until_closed()
+            while True:
+                message = await self._uploads.get()
+                self._uploading = True
+                try:
+                    if isinstance(message, ImageData):
+                        await self._receive_image(message)
+                    elif isinstance(message, MaskData):
+                        await self._receive_mask(message)
+                    else:
+                        await self._complete(message)
+                except (SessionClosed, asyncio.CancelledError):
+                    raise
+                except Exception:  # a bug must not stop the uploads: later photos still count
+                    log.exception("a WebSocket upload message failed")
+                    await self.send_error(
+                        INTERNAL.format(f"handling this {message.type} message"), "upload"
+                    )
+                finally:
+                    self._uploading = False
 
-    async def _process_uploads_until_closed(self) -> None:
-        while True:
-            message = await self._uploads.get()
-            self._uploading = True
-            try:
-                if isinstance(message, ImageData):
-                    await self._receive_image(message)
-                elif isinstance(message, MaskData):
-                    await self._receive_mask(message)
-                else:
-                    await self._complete(message)
-            finally:
-                self._uploading = False
+    def _open_job(self) -> Job:
+        job = self.service.jobs.open_job(self.client, "ws")
+        self.job = job
+        feed = self.sessions.feed_for(job)
+        self.sessions.follow(feed, self)
+        self._forward(feed)
+        return job
 
     async def _receive_image(self, message: ImageData) -> None:
         jobs = self.service.jobs
-        if self.job is not None and self.job.state != "uploading":
+        if self._replaying or (self.job is not None and self.job.state != "uploading"):
             await self._refuse_busy()
             return
+        filename = _within(message.filename, LONGEST_FILENAME)
+        job = self.job
         try:
-            if self.job is None:
-                self.job = jobs.open_job(self.client, "ws")
-                self._listen(self.job)
-            label = jobs.photo_label(self.job, message.filename)
+            if job is None:
+                job = self._open_job()
+            label = jobs.photo_label(job, filename)
             # The size check before decoding: base64 has 4 characters for 3 bytes.
-            jobs.check_photo_size(self.job, label, len(message.data) * 3 // 4)
+            jobs.check_photo_size(job, label, len(message.data) * 3 // 4)
             data = await asyncio.to_thread(decode_data_url, message.data, label)
-            photo = await jobs.add_photo(self.job, message.filename, data)
+            photo = await _to_the_end(jobs.add_photo(job, filename, data))
         except Refused as exc:
             await self.send_error(exc.message, exc.code)
             return
-        await self.send(ImageReceived(filename=photo.label).to_json())
+        except StorageError as exc:
+            if job is None:  # the job could not even be made
+                await self.send_error(f"the upload could not be started: {exc.message}", "storage")
+                return
+            await self._storage_refused(job, exc.message)
+            return
+        job_id = job.id if "attach" in self.features else None
+        await self.send(ImageReceived(filename=photo.label, job_id=job_id).to_json())
+
+    async def _storage_refused(self, job: Job, problem: str) -> None:
+        """A photo the data folder refused: the photos before it stay. A job without any is
+        given up, so that it holds no slot of its client."""
+        kept = len(job.photos)
+        if kept == 0 and self.job is job:
+            self._stop_following(job)
+            self.service.jobs.discard(job, problem)
+            then = "nothing was kept"
+        else:
+            then = f"{kept} photo{' was' if kept == 1 else 's were'} received before and kept"
+        await self.send_error(f"{problem}; {then}", "storage")
 
     async def _receive_mask(self, message: MaskData) -> None:
         """The mask of a photo received before; a refused mask leaves the photo, maskless."""
@@ -246,24 +451,29 @@ class Session:
             )
             return
         jobs = self.service.jobs
-        if self.job is not None and self.job.state != "uploading":
+        job = self.job
+        if self._replaying or (job is not None and job.state != "uploading"):
             await self._refuse_busy()
             return
         try:
-            photo = jobs.photo_named(self.job, message.photo)
-            assert self.job is not None
-            jobs.check_mask_size(self.job, photo, len(message.data) * 3 // 4)
+            # A name longer than any label names no photo; it is not quoted back whole.
+            photo = jobs.photo_named(job, message.photo[: MAX_LABEL_CHARS + 1])
+            assert job is not None
+            jobs.check_mask_size(job, photo, len(message.data) * 3 // 4)
             label = f"{photo.label} (its mask)"
             data = await asyncio.to_thread(decode_data_url, message.data, label, "bad_mask")
-            await jobs.add_mask(self.job, photo, data)
+            await _to_the_end(jobs.add_mask(job, photo, data))
         except Refused as exc:
             await self.send_error(exc.message, exc.code)
+            return
+        except StorageError as exc:
+            await self.send_error(f"{exc.message}; the photo stays, without a mask", "storage")
             return
         await self.send(MaskReceived(photo=photo.label).to_json())
 
     async def _complete(self, message: UploadComplete) -> None:
         job = self.job
-        if job is not None and job.state != "uploading":
+        if self._replaying or (job is not None and job.state != "uploading"):
             await self._refuse_busy()
             return
         received = len(job.photos) if job is not None else 0
@@ -287,6 +497,12 @@ class Session:
             self.service.jobs.submit(job)
         except Refused as exc:
             await self.send_error(exc.message, exc.code)
+        except StorageError as exc:
+            await self.send_error(
+                f"the reconstruction could not be queued: {exc.message}; the {received} photos "
+                "are kept: send upload_complete again later",
+                "storage",
+            )
 
     async def _refuse_busy(self) -> None:
         await self.send_error(
@@ -297,62 +513,96 @@ class Session:
 
     # Forwarding the job's events ---------------------------------------------------------------
 
-    def _listen(self, job: Job) -> None:
-        events = job.listen()
-        self._forwarder = asyncio.create_task(self._forward(job, events))
+    def _forward(self, feed: JobFeed) -> None:
+        """Send the feed's stream from its start, in a task of its own."""
+        self._start_forwarder(feed.job_id, self._send_stream(feed.reader()))
 
-    async def _forward(self, job: Job, events: asyncio.Queue[JobEvent]) -> None:
-        sent = 0
-        with contextlib.suppress(SessionClosed):
-            while True:
-                event = await events.get()
-                if isinstance(event, QueuedEvent) and "progress" in self.features:
-                    await self.send(
-                        Queued(position=event.position, job_id=self._job_id(job)).to_json()
-                    )
-                elif isinstance(event, ProgressEvent) and "progress" in self.features:
-                    progress = Progress(
-                        stage=event.stage, fraction=event.fraction, message=event.message
-                    )
-                    await self.send(progress.to_json())
-                elif isinstance(event, PointsEvent):
-                    sent += await self._send_points(event.cloud)
-                elif isinstance(event, DoneEvent):
-                    self._end(job)
-                    if "cameras" in self.features:
-                        await self.send(_cameras_message(event).to_json())
-                    result = event.reconstruction
-                    checked = "quality" in self.features
-                    complete = ReconstructionComplete(
-                        total_points=sent,
-                        job_id=self._job_id(job),
-                        downloads=event.downloads if "job" in self.features else None,
-                        quality=QualityInfo(**result.quality.to_json()) if checked else None,
-                        masks=result.masks if checked else None,  # type: ignore[arg-type]
-                    )
-                    await self.send(complete.to_json())
-                    return
-                elif isinstance(event, FailedEvent):
-                    self._end(job)
+    def _start_forwarder(self, job_id: str, stream: Coroutine[Any, Any, None]) -> None:
+        async def forward() -> None:
+            try:
+                with contextlib.suppress(SessionClosed):
+                    await stream
+            except Exception:
+                log.exception("the stream of job %s failed", job_id)
+                with contextlib.suppress(SessionClosed):
                     await self.send_error(
-                        f"the reconstruction failed: {event.reason}", "job_failed"
+                        INTERNAL.format("sending this job's stream"), "job_failed"
                     )
-                    return
-                elif isinstance(event, CancelledEvent):
-                    self._end(job)
-                    if self.said_hello or self._cancelling:
-                        await self.send(CancelledMessage(message=event.reason).to_json())
-                    else:  # a client that does not know cancel learns it as an error
-                        await self.send_error(f"the reconstruction was cancelled: {event.reason}")
-                    self._cancelling = False
-                    return
 
-    def _end(self, job: Job) -> None:
+        task = asyncio.create_task(forward())
+        self._forwarders[job_id] = task
+        task.add_done_callback(lambda _: self._forget_forwarder(job_id, task))
+
+    def _forget_forwarder(self, job_id: str, task: asyncio.Task) -> None:
+        if self._forwarders.get(job_id) is task:
+            del self._forwarders[job_id]
+
+    def _stop_following(self, job: Job) -> None:
+        """Stop sending the job's stream, without a word to the client."""
+        forwarder = self._forwarders.pop(job.id, None)
+        if forwarder is not None:
+            forwarder.cancel()
+        feed = self.sessions.feed_of(job.id)
+        if feed is not None:
+            self.sessions.unfollow(feed, self)
         if self.job is job:
             self.job = None
 
-    def _job_id(self, job: Job) -> str | None:
-        return job.id if "job" in self.features else None
+    async def _send_stream(self, reader: FeedReader) -> None:
+        job_id = reader.feed.job_id
+        sent = 0
+        try:
+            while True:
+                event = await reader.next()
+                sent += await self._send_event(job_id, event, sent)
+                if isinstance(event, DoneEvent | FailedEvent | CancelledEvent):
+                    return
+        finally:
+            reader.close()
+
+    async def _send_event(self, job_id: str, event: JobEvent, sent: int) -> int:
+        """Send one event of the job's stream; the number of points it sent."""
+        if isinstance(event, QueuedEvent) and "progress" in self.features:
+            await self.send(Queued(position=event.position, job_id=self._job_id(job_id)).to_json())
+        elif isinstance(event, ProgressEvent) and "progress" in self.features:
+            progress = Progress(stage=event.stage, fraction=event.fraction, message=event.message)
+            await self.send(progress.to_json())
+        elif isinstance(event, PointsEvent):
+            return await self._send_points(event.cloud)
+        elif isinstance(event, DoneEvent):
+            self._end(job_id)
+            if "cameras" in self.features:
+                await self.send(_cameras_message(event).to_json())
+            result = event.reconstruction
+            checked = "quality" in self.features
+            complete = ReconstructionComplete(
+                total_points=sent,
+                job_id=self._job_id(job_id),
+                downloads=event.downloads if "job" in self.features else None,
+                quality=QualityInfo(**result.quality.to_json()) if checked else None,
+                masks=result.masks if checked else None,  # type: ignore[arg-type]
+            )
+            await self.send(complete.to_json())
+        elif isinstance(event, FailedEvent):
+            self._end(job_id)
+            await self.send_error(f"the reconstruction failed: {event.reason}", "job_failed")
+        elif isinstance(event, CancelledEvent):
+            self._end(job_id)
+            if self.said_hello or self._cancelling:
+                await self.send(CancelledMessage(message=event.reason).to_json())
+            else:  # a client that does not know cancel learns it as an error
+                await self.send_error(f"the reconstruction was cancelled: {event.reason}")
+            self._cancelling = False
+        return 0
+
+    def _end(self, job_id: str) -> None:
+        """The job is over: the connection may upload again."""
+        if self.job is not None and self.job.id == job_id:
+            self.job = None
+        self._replaying = False
+
+    def _job_id(self, job_id: str) -> str | None:
+        return job_id if self.features & {"job", "attach"} else None
 
     async def _send_points(self, cloud: PointCloud) -> int:
         """Send a batch as JSON messages or binary frames; returns the number of points sent.
@@ -376,21 +626,37 @@ class Session:
                     coroutine = self.ws.send_text(payload)
                 await asyncio.wait_for(coroutine, timeout=self.settings.idle_timeout_s)
         except (TimeoutError, WebSocketDisconnect, RuntimeError, OSError) as exc:
-            self._closed.set()
-            if self.job is not None:
-                reason = STOPPED_READING if isinstance(exc, TimeoutError) else DISCONNECTED
-                self.service.jobs.cancel(self.job, reason)
+            if not self._closed.is_set():
+                self._leave_reason = (
+                    STOPPED_READING if isinstance(exc, TimeoutError) else DISCONNECTED
+                )
+            self._closed.set()  # run() ends the session and leaves its job
             await self._close()
             raise SessionClosed from exc
 
     async def send_error(self, message: str, code: str | None = None) -> None:
-        error = ErrorMessage(message=message, code=code if self.said_hello else None)
+        error = ErrorMessage(message=message, code=code if self.said_hello else None)  # type: ignore[arg-type]
         await self.send(error.to_json())
 
     async def _close(self) -> None:
         if self.ws.application_state == WebSocketState.CONNECTED:
             with contextlib.suppress(Exception):
                 await self.ws.close()
+
+
+def _to_the_end(coroutine: Coroutine[Any, Any, T]) -> asyncio.Future[T]:
+    """Await work that must not stop half way (a photo stored but not counted in its job) even
+    when the session ends meanwhile: the session stops waiting, the work goes on to its end."""
+    task = asyncio.ensure_future(coroutine)
+    task.add_done_callback(lambda done: done.cancelled() or done.exception())  # retrieved
+    return asyncio.shield(task)
+
+
+def _within(text: str, limit: int) -> str:
+    """A client's file name cut to ``limit`` characters before it is looked at: its last path
+    component, and of a long one the start and the extension (a label keeps 120 characters)."""
+    text = text[max(text.rfind("/"), text.rfind("\\")) + 1 :]
+    return text if len(text) <= limit else text[: limit - 16] + text[-16:]
 
 
 def decode_data_url(data: str, label: str, code: str = "bad_photo") -> bytes:
