@@ -30,6 +30,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from aetherscan import __version__
 from aetherscan.engines import create_engine
 from aetherscan.engines.base import Engine
+from aetherscan.photos import pillow_pixel_limit
 from aetherscan.server import routes, ws
 from aetherscan.server.browsers import SameOrigin, SecurityHeaders, page_policy
 from aetherscan.server.jobs import JobManager
@@ -63,7 +64,10 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
             "AetherScan serving with the %s engine, data in %s", the_engine.name, settings.data_dir
         )
         try:
-            yield
+            # The engines and exports open accepted photos with Pillow too: its own guard must
+            # not refuse what max_photo_megapixels allows, for as long as the server runs.
+            with pillow_pixel_limit(settings.max_photo_megapixels):
+                yield
         finally:
             await jobs.stop()
             storage.close()

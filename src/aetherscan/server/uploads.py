@@ -17,11 +17,12 @@ from dataclasses import dataclass
 from PIL import Image
 
 from aetherscan import masks
-from aetherscan.photos import PhotoError, open_photo, read_size
+from aetherscan.photos import PhotoError, verify_photo
 from aetherscan.settings import Settings
 
 MAX_LABEL_CHARS = 120
-_EXTENSIONS = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "TIFF": ".tif", "BMP": ".bmp"}
+_EXTENSIONS = {"JPEG": ".jpg", "MPO": ".jpg", "PNG": ".png", "WEBP": ".webp", "TIFF": ".tif"}
+_EXTENSIONS |= {"BMP": ".bmp", "HEIF": ".heic"}
 MB = 1024 * 1024
 
 
@@ -84,13 +85,10 @@ def check_size(
 def check_photo(filename: str, data: bytes, settings: Settings) -> CheckedPhoto:
     """Decode the photo fully to be sure that the engine can read it. Blocking: run in a thread."""
     try:
-        width, height = read_size(data, max_megapixels=settings.max_photo_megapixels)
-        open_photo(data, max_megapixels=settings.max_photo_megapixels).close()
-        with Image.open(io.BytesIO(data)) as image:
-            kind = image.format or ""
+        photo = verify_photo(data, max_megapixels=settings.max_photo_megapixels)
     except PhotoError as exc:
         raise Refused(f"{filename}: {exc}", code="bad_photo") from None
-    return CheckedPhoto(_extension(kind), width, height)
+    return CheckedPhoto(_extension(photo.format), photo.width, photo.height)
 
 
 def check_mask(label: str, data: bytes, photo_size: tuple[int, int], settings: Settings) -> str:
@@ -105,4 +103,4 @@ def check_mask(label: str, data: bytes, photo_size: tuple[int, int], settings: S
 
 
 def _extension(kind: str) -> str:
-    return _EXTENSIONS.get(kind, ".heic" if kind.startswith("HEI") else ".img")
+    return _EXTENSIONS.get(kind, ".img")
