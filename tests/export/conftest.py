@@ -7,49 +7,25 @@ at half resolution. Photos are small JPEGs of the right size; one is stored side
 EXIF orientation tag, as phones do.
 
 Every GLB that a test here writes (as a file or inside a zip) goes through the Khronos glTF
-validator after the test (``validate_gltf``); an error in it fails the test. Without Node.js
+validator after the test (``gltf_check.validate_gltf``); an error in it fails the test. Without Node.js
 the validator cannot run, and ``test_export_glb`` says so with a skip.
 """
 
 from __future__ import annotations
 
-import json
-import shutil
-import subprocess
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
+from gltf_check import NODE, validate_gltf
 from PIL import Image
 
 from aetherscan.reconstruction import DroppedPhoto, Reconstruction, View
 
 RADIUS = 1.0
 _ORIENTATION = 0x0112
-NODE = shutil.which("node")
-GLTF_VALIDATOR = Path(__file__).parents[2] / "web" / "node_modules" / "gltf-validator"
-_VALIDATE_SCRIPT = Path(__file__).with_name("validate_gltf.mjs")
-
-
-def validate_gltf(paths: list[Path]) -> list[dict]:
-    """The Khronos validator's report on each GLB file; fails the test on any error."""
-    assert NODE is not None, "validate_gltf needs Node.js"
-    if not (GLTF_VALIDATOR / "package.json").is_file():
-        pytest.fail(f"the glTF validator is not installed in {GLTF_VALIDATOR}: run make install")
-    result = subprocess.run(
-        [NODE, str(_VALIDATE_SCRIPT), str(GLTF_VALIDATOR), *map(str, paths)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    reports = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
-    assert len(reports) == len(paths), result.stderr
-    failures = [report for report in reports if report["errors"]]
-    assert not failures, "glTF validator: " + json.dumps(failures, indent=1)
-    assert result.returncode == 0, result.stderr
-    return reports
 
 
 @pytest.fixture(autouse=True)

@@ -5,7 +5,7 @@ import struct
 import numpy as np
 import pytest
 import trimesh
-from conftest import NODE, validate_gltf
+from gltf_check import NODE, validate_gltf
 
 from aetherscan.export import export
 from aetherscan.geometry.camera import OPENCV_TO_OPENGL as FLIP_YZ

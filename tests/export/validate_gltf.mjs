@@ -1,7 +1,7 @@
 // Runs the Khronos glTF validator (npm: gltf-validator, installed in web/node_modules by
 // `make install`) on GLB files: node validate_gltf.mjs <validator folder> <file.glb>...
 // Prints one JSON line per file: {"file", "errors", "warnings", "messages"}; exits 1 when a
-// file has errors. The tests in this folder run it on every GLB they write (conftest.py).
+// file has errors. The tests in this folder run it on every GLB they write (gltf_check.py).
 import { readFile } from "node:fs/promises";
 import { createRequire } from "node:module";
 
