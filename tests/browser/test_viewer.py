@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from browser_kit import LiveServer, _require_server_app, _require_three, free_port
+from browser_kit import LiveServer, _require_server_app, _require_three
 from PIL import Image
 
 pytestmark = pytest.mark.browser
@@ -198,8 +198,9 @@ def test_reports_a_lost_connection_and_reconnects(page, tmp_path):
 
 
 def test_says_when_the_server_cannot_be_reached(page, live_server):
-    # The page loads, but its WebSocket goes to a port where nothing listens.
-    nowhere = f"ws://127.0.0.1:{free_port()}/ws"
+    # The page loads, but its WebSocket goes to a path where no WebSocket answers (on the
+    # page's own origin: its Content-Security-Policy allows no other).
+    nowhere = live_server.url.replace("http", "ws", 1) + "/no-websocket-here"
     page.add_init_script(
         "{ const Original = window.WebSocket;"
         "  window.WebSocket = class extends Original {"
