@@ -157,3 +157,19 @@ def test_a_read_only_index_refuses_photos_and_upload_complete_in_words(tmp_path)
         # The index takes writes again: upload_complete, as the error said.
         client.send({"type": "upload_complete", "count": 2})
         assert client.receive_until("reconstruction_complete")[-1]["total_points"] == 200
+
+
+def test_a_job_that_cannot_even_be_made_is_explained_and_leaves_no_slot(tmp_path):
+    settings = make_settings(tmp_path / "data", max_jobs_per_client=1)
+    with (
+        RunningServer(settings, ScriptedEngine(points_per_view=100)) as server,
+        server.connect() as client,
+    ):
+        with read_only_index(server):
+            client.send(image(RED, "a.jpg"))
+            error = client.receive(timeout_s=SOON_S)
+        assert_tells_the_cause(error, "the server cannot write to its data folder", server)
+        assert error["message"].startswith("the upload could not be started: ")
+        client.upload({"a.jpg": RED, "b.jpg": GREEN})
+        client.send({"type": "upload_complete", "count": 2})
+        assert client.receive_until("reconstruction_complete")[-1]["total_points"] == 200

@@ -112,9 +112,8 @@ async def websocket_endpoint(websocket: WebSocket, service: ServiceDep) -> None:
 async def _refuse(websocket: WebSocket, sentence: str, reason: str, timeout_s: float) -> None:
     """An error that says why, then a close frame (1013, try again later) with a short reason."""
     with contextlib.suppress(Exception):
-        await asyncio.wait_for(
-            websocket.send_text(ErrorMessage(message=sentence).to_json()), timeout_s
-        )
+        error = ErrorMessage(message=sentence, code=None)  # before hello: no code
+        await asyncio.wait_for(websocket.send_text(error.to_json()), timeout_s)
         await asyncio.wait_for(websocket.close(REFUSED_CLOSE_CODE, reason), timeout_s)
 
 
