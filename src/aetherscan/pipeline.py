@@ -132,7 +132,9 @@ def reconstruct_command(
     bar.close()
     paths = {photo.name: photo.path for photo in found}
     try:
-        written = [export_file(result, output, paths)]
+        written = [
+            export_file(result, output, paths, keep_photo_location=settings.keep_photo_location)
+        ]
         if cameras is not None:
             written.append(export(result, "cameras", cameras))
     except ValueError as exc:

@@ -51,3 +51,34 @@ def test_downloaded_zips_hold_the_photos_without_their_place(tmp_path):
         # The job's own copies are untouched: only what leaves the server loses the place.
         stored = sorted((server.settings.data_dir / "jobs" / job_id).rglob("*.jpg"))
         assert stored and all(SECRET in path.read_bytes() for path in stored)
+
+
+def test_a_server_set_to_keep_locations_keeps_them_in_the_zips(tmp_path):
+    upload = [("files", ("a.jpg", _photo_with_place((200, 30, 30)), "image/jpeg"))]
+    upload.append(("files", ("b.jpg", _photo_with_place((30, 30, 200)), "image/jpeg")))
+    settings = make_settings(tmp_path / "data", keep_photo_location=True)
+    with RunningServer(settings, ScriptedEngine()) as server:
+        job_id = server.http.post("/api/jobs", files=upload).json()["job_id"]
+        status = server.wait_for_state(job_id)
+        reply = server.http.get(status["downloads"]["all"])
+        assert reply.status_code == 200, reply.text
+        with zipfile.ZipFile(io.BytesIO(reply.content)) as archive:
+            images = [name for name in archive.namelist() if name.startswith("images/")]
+            assert images and all(SECRET in archive.read(name) for name in images)
+
+
+def test_the_cli_strips_locations_unless_told_to_keep_them(tmp_path, monkeypatch):
+    from aetherscan.cli import main
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for k, color in enumerate([(200, 30, 30), (30, 200, 30)]):
+        (folder / f"p{k}.jpg").write_bytes(_photo_with_place(color))
+    monkeypatch.setattr("aetherscan.pipeline.create_engine", lambda *a, **k: ScriptedEngine())
+    for keep, expected in (("0", False), ("1", True)):
+        monkeypatch.setenv("AETHERSCAN_KEEP_PHOTO_LOCATION", keep)
+        out = tmp_path / f"scene-{keep}.zip"
+        assert main(["reconstruct", str(folder), "-o", str(out)]) == 0
+        with zipfile.ZipFile(out) as archive:
+            images = [name for name in archive.namelist() if name.startswith("images/")]
+            assert images and all((SECRET in archive.read(name)) is expected for name in images)

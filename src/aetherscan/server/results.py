@@ -58,9 +58,15 @@ def write_results(reconstruction: Reconstruction, result_dir: Path) -> None:
         (result_dir / FORMATS_FILE).write_text("\n".join(available_formats(reconstruction)))
 
 
-def download_path(result_dir: Path, file_name: str, photos: Sequence[Photo]) -> Path | None:
+def download_path(
+    result_dir: Path,
+    file_name: str,
+    photos: Sequence[Photo],
+    keep_photo_location: bool = False,
+) -> Path | None:
     """The file ``file_name`` of a finished job, made now if it is an export not yet made;
-    None when no format has that name. Blocking: run in a thread."""
+    None when no format has that name. Exported photos lose their location unless
+    ``keep_photo_location``. Blocking: run in a thread."""
     files = download_files(result_dir)
     fmt = next((name for name, file in files.items() if file == file_name), None)
     if fmt is None:
@@ -68,7 +74,7 @@ def download_path(result_dir: Path, file_name: str, photos: Sequence[Photo]) -> 
     path = result_dir / file_name
     with _making(path):
         if not path.exists():
-            _make_export(result_dir, fmt, path, photos)
+            _make_export(result_dir, fmt, path, photos, keep_photo_location)
     return path
 
 
@@ -126,10 +132,18 @@ def media_type(file_name: str) -> str:
     )
 
 
-def _make_export(result_dir: Path, fmt: str, path: Path, photos: Sequence[Photo]) -> None:
+def _make_export(
+    result_dir: Path, fmt: str, path: Path, photos: Sequence[Photo], keep_photo_location: bool
+) -> None:
     reconstruction = load_reconstruction(result_dir / RECONSTRUCTION_FILE)
     with _scratch(result_dir) as scratch:
         target = scratch / path.name
-        export(reconstruction, fmt, target, photos={photo.name: photo.path for photo in photos})
+        export(
+            reconstruction,
+            fmt,
+            target,
+            photos={photo.name: photo.path for photo in photos},
+            keep_photo_location=keep_photo_location,
+        )
         shutil.move(target, path)
     log.info("made %s for %s", path.name, result_dir.parent.name)

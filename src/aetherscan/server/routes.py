@@ -163,7 +163,8 @@ async def download(job_id: str, file_name: str, service: ServiceDep) -> Response
     photos = [Photo(p.label, p.path) for p in service.storage.photos(job_id)]
     release = service.storage.hold(job_id)  # until the file is sent: a delete waits for it
     try:
-        path = await _made(job_id, file_name, download_path, result_dir, file_name, photos)
+        keep = service.settings.keep_photo_location
+        path = await _made(job_id, file_name, download_path, result_dir, file_name, photos, keep)
         if path is None:
             raise HTTPException(
                 404,
