@@ -55,7 +55,9 @@ BAD_MULTIPART = (
 def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        the_engine = engine or await asyncio.to_thread(build_engine, settings)
+        the_engine = (
+            engine if engine is not None else await asyncio.to_thread(build_engine, settings)
+        )
         storage = Storage(settings.data_dir)
         jobs = JobManager(settings, storage, the_engine)
         await jobs.start()
