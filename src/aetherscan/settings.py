@@ -38,6 +38,8 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
     data_dir: Path = Path("data")
+    # Origins (scheme://host[:port]) whose web pages may use the API and the WebSocket besides
+    # the server's own; "*" for any. Others are refused (aetherscan.server.browsers).
     cors_origins: list[str] = Field(default_factory=list)
     forwarded_allow_ips: str = Field(
         "127.0.0.1",
