@@ -83,6 +83,7 @@ const app = {
   acceptJobData: false,
   offlineNote: "", // what the stage line says while there is no connection
   serverUploadOpen: false, // the server holds photos of this connection not yet reconstructed
+  reattachJobId: null, // a queued or running job to follow again once the line is back
   cancelReplies: 0, // "cancelled" answers still to come for cancels sent to clear an upload
 };
 
@@ -139,6 +140,7 @@ window.aetherscan = {
   messages: notices.log,
   app,
   view,
+  connection, // the browser test drops the line through it
 };
 
 function nowMs() {
@@ -217,6 +219,11 @@ connection.addEventListener("open", () => {
   ui.connection.textContent = "connected";
   ui.connection.className = "badge ok";
   if (app.phase === "connecting") setPhase("idle");
+  if (app.reattachJobId) {
+    // The server kept the job for a while after the drop: follow it again (docs/protocol.md,
+    // Reattaching); its stream starts over, so the scene does too.
+    connection.send({ type: "attach", job_id: app.reattachJobId });
+  }
   updateControls();
 });
 
@@ -229,7 +236,13 @@ connection.addEventListener("closed", (event) => {
   if (upload) upload.abort();
   app.serverUploadOpen = false; // the server drops a connection's photos and job with it
   app.cancelReplies = 0;
-  if (wasOnline) {
+  const canReattach =
+    connection.features.includes("attach") && app.jobId && ["queued", "running"].includes(app.phase);
+  if (wasOnline && canReattach) {
+    app.reattachJobId = app.jobId;
+    setStage("The connection dropped: the job goes on, and the page follows it again once it reconnects…", null);
+  } else if (wasOnline) {
+    app.reattachJobId = null;
     if (isBusy()) {
       failJob(
         "The connection to the server was lost, which stops the reconstruction. " +
@@ -278,6 +291,13 @@ const HANDLERS = {
     updateControls();
   },
   pong() {},
+  attached(message) {
+    if (message.job_id !== app.reattachJobId) return;
+    app.reattachJobId = null;
+    restartStream();
+    setStage("Reconnected: following the job again.", null);
+    if (message.state === "queued") setPhase("queued");
+  },
   image_received(message) {
     app.serverUploadOpen = true;
     if (upload) upload.saved(message.filename);
@@ -298,6 +318,11 @@ const HANDLERS = {
     if (upload?.waiting) {
       const photo = upload.refused(text);
       showMessage(photo && !text.includes(photo.name) ? `${photo.name}: ${text}` : text);
+      return;
+    }
+    if (message.code === "attach" && app.reattachJobId) {
+      app.reattachJobId = null;
+      failJob(`The job could not be followed again after the connection dropped: ${text}`);
       return;
     }
     if (["queued", "running"].includes(app.phase)) {
@@ -460,24 +485,30 @@ function completeJob(totalPoints, downloads, result) {
   if (app.jobId) history.replaceState(null, "", `#job=${app.jobId}`);
 }
 
-function resetResult() {
+/** Forget what the job sent so far (not the job): its stream is about to start over. */
+function restartStream() {
   view.clear();
-  app.jobId = null;
-  app.downloads = {};
   app.framesReceived = 0;
   app.binaryFrames = 0;
   app.jsonMessages = 0;
   app.pointsReceived = 0;
   app.bytesReceived = 0;
-  app.totalPoints = null;
   app.cameras = 0;
-  app.quality = null;
-  app.masks = null;
   app.frameLog = [];
   app.framesInRenders = 0;
-  showDownloads(ui.downloads, ui.downloadList, {});
   controls.reset();
   updateStats();
+}
+
+function resetResult() {
+  restartStream();
+  app.jobId = null;
+  app.reattachJobId = null;
+  app.downloads = {};
+  app.totalPoints = null;
+  app.quality = null;
+  app.masks = null;
+  showDownloads(ui.downloads, ui.downloadList, {});
   if (location.hash) history.replaceState(null, "", location.pathname);
 }
 
