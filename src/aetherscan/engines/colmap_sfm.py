@@ -136,10 +136,14 @@ def attempt_to_place(job: SfmJob, infos: list[PhotoInfo]) -> Attempt:
 def map_and_check(
     job: SfmJob, id_to_index: dict[int, int], by_id: dict[int, PhotoInfo]
 ) -> tuple[Candidate, ModelChecks] | None:
-    """Every mapper asked for on the current matches; the best model by its checks, or None."""
+    """The mappers asked for, in turn, on the current matches, until one gives a convincing
+    model; the best model by its checks, or None. A second mapper costs up to a third more time
+    (28 s on 100 photos): it runs only where the first one leaves doubt."""
     connected = connected_photos(job, id_to_index)
-    results = []
+    results: list[tuple[Candidate, ModelChecks]] = []
     for mapper in job.spec.get("mappers", MAPPERS):
+        if results and results[-1][1].convincing(len(connected)):
+            break
         candidate = job.timed(
             f"mapper_{mapper}", lambda m=mapper: run_mapper(job, m, id_to_index, connected)
         )
@@ -149,6 +153,7 @@ def map_and_check(
             f"check_{mapper}", lambda c=candidate: check_candidate(c, by_id, len(id_to_index))
         )
         job.stats.setdefault("candidates", []).append({"mapper": mapper, **checks.summary()})
+        job.stats.setdefault("mappers_run", []).append(mapper)
         results.append((candidate, checks))
     if not results:
         return None

@@ -28,7 +28,8 @@ MIN_AGREEING_SHARE = 0.8  # of the checked pairs, for a good model
 MIN_PHOTO_AGREEMENT = 0.5  # of a photo's checked pairs, for the photo to be confirmed
 MAX_REPROJECTION_PX = 2.0
 MIN_MEAN_TRACK_LENGTH = 2.5  # with six photos or more
-MIN_PLACED_SHARE = 0.5
+MIN_PLACED_SHARE = 0.75  # fewer placed: the model covers only part of what was photographed
+CONVINCING_SHARE = 0.95  # of the checked pairs agreeing, for a model no mapper need improve
 MAX_FOCAL_DISAGREEMENT = 0.1  # one lens in portrait and landscape: the same focal
 MAX_FOCAL_FROM_EXIF = 0.25
 
@@ -69,6 +70,16 @@ class ModelChecks:
     @property
     def explained_median(self) -> float:
         return float(np.median([p.explained for p in self.pairs])) if self.pairs else 0.0
+
+    def convincing(self, connected: int) -> bool:
+        """Every connected photo placed, confirmed through pairs that could have contradicted
+        it, and almost every checked pair agreeing: no other mapper could do better."""
+        return (
+            self.placed >= connected
+            and self.unconfirmed_photos == 0
+            and self.agreeing_share >= CONVINCING_SHARE
+            and not verdict(self)[1]
+        )
 
     def score(self) -> tuple:
         """Higher is better: photos placed consistently with their own pairs first, then the
@@ -243,8 +254,8 @@ def verdict(checks: ModelChecks) -> tuple[str, list[str]]:
     reasons = []
     if checks.placed < MIN_PLACED_SHARE * checks.usable:
         reasons.append(
-            f"only {checks.placed} of {checks.usable} usable photos could be placed, so the "
-            "model may rest on too little"
+            f"only {checks.placed} of {checks.usable} usable photos could be placed: the model "
+            "covers part of what was photographed at best, and may rest on too little"
         )
     if checks.placed == 2:
         reasons.append(
