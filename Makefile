@@ -28,9 +28,10 @@ serve: $(STAMP) ## Run the server on http://127.0.0.1:8000 (engine: auto)
 test: $(STAMP) ## Run the test suite (offline, CPU, a few minutes)
 	$(BIN)/python -m pytest
 
-lint: $(STAMP) ## Lint and check formatting
+lint: $(STAMP) ## Lint, check formatting and types
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/mypy
 
 format: $(STAMP) ## Format the code
 	$(BIN)/ruff format src tests benchmarks

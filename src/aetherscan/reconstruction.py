@@ -18,7 +18,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -196,8 +196,8 @@ _VIEW_MAPS = ("depth", "depth_confidence", "depth_K")
 
 def save_reconstruction(reconstruction: Reconstruction, path: Path) -> None:
     """Write a Reconstruction to one .npz file (arrays) with a JSON header; load_reconstruction reads it."""
-    arrays: dict[str, np.ndarray] = {}
-    header = {
+    arrays: dict[str, Any] = {}
+    header: dict[str, Any] = {
         "engine": reconstruction.engine,
         "timings_s": reconstruction.timings_s,
         "dropped": [{"name": d.name, "reason": d.reason} for d in reconstruction.dropped],

@@ -147,7 +147,7 @@ class Fast3REngine:
         if self.int8:
             from aetherscan.models.int8 import quantize_int8
 
-            quantize_int8(self.model)
+            quantize_int8(self.model)  # type: ignore[arg-type]  # a Fast3R, or a test double
 
     # -- the job
 
@@ -315,7 +315,8 @@ class Fast3REngine:
             else:
                 candidates.append(i)
 
-        def pose(i: int) -> tuple[np.ndarray, np.ndarray] | None:
+        def pose(i: int) -> tuple[np.ndarray, np.ndarray, float] | None:
+            """(K, cam_from_world, share of the view's pixels that PnP kept), or None."""
             height, width = maps[i].global_conf.shape
             K = intrinsics_matrix(focal, width / 2, height / 2)
             v, u = np.mgrid[0:height, 0:width]
@@ -343,8 +344,9 @@ class Fast3REngine:
                     if result is None:
                         drops[i] = "its camera pose could not be estimated (PnP failed)"
                     else:
-                        poses[i] = result[:2]
-                        self._pnp_inlier_share[i] = result[2]
+                        K, cam_from_world, inlier_share = result
+                        poses[i] = (K, cam_from_world)
+                        self._pnp_inlier_share[i] = inlier_share
                     observer.progress(
                         "poses",
                         _stage_fraction("poses", (done + 1) / len(candidates)),

@@ -57,7 +57,7 @@ def unique_names(names: Sequence[str]) -> list[str]:
     earlier one on a file system that ignores case and Unicode forms."""
     keys = [clash_key(name) for name in names]
     taken = set(keys)  # a new name never takes another photo's own name
-    first = {}
+    first: dict[str, int] = {}
     for index, key in enumerate(keys):
         first.setdefault(key, index)
     unique = []

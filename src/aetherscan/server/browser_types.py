@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import sys
 import typing
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, TypeAdapter
 
@@ -30,7 +30,9 @@ _REST = (p.JobStatus, p.Info, p.Health, p.ErrorResponse)
 def generate() -> str:
     models: dict[str, dict] = {}  # name -> schema, in the order first met
     for model in (*_CLIENT, *_SERVER, *_REST):
-        mode = "validation" if model in _CLIENT else "serialization"
+        mode: Literal["validation", "serialization"] = (
+            "validation" if model in _CLIENT else "serialization"
+        )
         schema = TypeAdapter(model).json_schema(mode=mode, ref_template="{model}")
         for name, definition in schema.pop("$defs", {}).items():
             models.setdefault(name, definition)

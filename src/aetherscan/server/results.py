@@ -90,6 +90,7 @@ def points_path(result_dir: Path) -> Path:
                 target = scratch / path.name
                 with target.open("wb") as file:
                     for frame in frames:
+                        assert isinstance(frame, bytes)  # binary=True: bytes, never JSON text
                         file.write(frame)
                 shutil.move(target, path)
     return path
