@@ -28,6 +28,9 @@ serve: $(STAMP) ## Run the server on http://127.0.0.1:8000 (engine: auto)
 test: $(STAMP) ## Run the test suite (offline, CPU, a few minutes)
 	$(BIN)/python -m pytest
 
+test-fast: $(STAMP) ## The quick offline run: no slow, browser or GPU tests (about a minute)
+	$(BIN)/python -m pytest -m "not slow and not browser and not gpu"
+
 lint: $(STAMP) ## Lint, check formatting and types
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
@@ -40,4 +43,4 @@ format: $(STAMP) ## Format the code
 clean: ## Remove the virtual environment and caches
 	rm -rf $(VENV) web/node_modules .pytest_cache .ruff_cache
 
-.PHONY: help install serve test lint format clean
+.PHONY: help install serve test test-fast lint format clean

@@ -34,7 +34,8 @@ class MadeUpEngine:
         views = []
         for i, photo in enumerate(photos):
             observer.progress("inference", (i + 1) / (len(photos) + 1), photo.name)
-            width, height = Image.open(photo.path).size
+            with Image.open(photo.path) as image:
+                width, height = image.size
             pose = np.eye(4)
             pose[0, 3] = i
             views.append(

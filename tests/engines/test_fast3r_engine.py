@@ -153,7 +153,8 @@ def test_engine_recovers_known_cameras_intrinsics_and_surface(photos, image_size
     assert [view.name for view in reconstruction.views] == ["a.png", "b.png", "c.jpg"]
     assert reconstruction.dropped == []
     for i, (photo, view) in enumerate(zip(photos, reconstruction.views, strict=True)):
-        photo_size = Image.open(photo.path).size
+        with Image.open(photo.path) as image:
+            photo_size = image.size
         assert (view.width, view.height) == photo_size
         geometry = plan_crop(photo_size, image_size)
         model_w, model_h = geometry.size

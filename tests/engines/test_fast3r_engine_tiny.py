@@ -69,7 +69,8 @@ def test_tiny_fast3r_engine_end_to_end(tiny_weights, photos):
     assert all("pose" in d.reason for d in reconstruction.dropped)
     assert len(reconstruction.views) >= 2
     for view in reconstruction.views:
-        photo_size = Image.open(FLOWERPOT / view.name).size  # the fixtures have no EXIF rotation
+        with Image.open(FLOWERPOT / view.name) as image:  # the fixtures have no EXIF rotation
+            photo_size = image.size
         assert (view.width, view.height) == photo_size
         geometry = plan_crop(photo_size, 224)
         sx, _ = geometry.scale

@@ -173,8 +173,8 @@ class ColmapEngine:
                 stdin=subprocess.DEVNULL,
                 env=env,
             )
+            assert child.stdout is not None
             try:
-                assert child.stdout is not None
                 for line in child.stdout:
                     message = json.loads(line)
                     if message["type"] == "progress":
@@ -187,6 +187,8 @@ class ColmapEngine:
                 child.kill()
                 child.wait()
                 raise
+            finally:
+                child.stdout.close()
         if outcome is None:
             raise EngineError(self._crash_message(child.returncode, stage, log_path))
         if outcome["type"] == "error":
@@ -274,7 +276,10 @@ class ColmapEngine:
         for k, meta in enumerate(header["views"]):
             image = open_photo_array(work / "images" / meta["file"])
             mask_file = work / "masks" / f"{meta['file']}.png"  # written by the SfM worker
-            mask = np.asarray(Image.open(mask_file).convert("L")) if mask_file.exists() else None
+            mask = None
+            if mask_file.exists():
+                with Image.open(mask_file) as file:
+                    mask = np.asarray(file.convert("L"))
             K = sparse[f"{k}/K"]
             if meta["radial_k1"] != 0.0:
                 K_cv = colmap_K_to_opencv_K(K)  # OpenCV: pixel centres on integers

@@ -54,7 +54,8 @@ def _moving_pixels(job: SfmJob, infos: list[PhotoInfo]) -> np.ndarray | None:
     mean = np.zeros((first.scaled_height, first.scaled_width))
     square = np.zeros_like(mean)
     for count, info in enumerate(infos, start=1):
-        gray = np.asarray(Image.open(job.images_dir / info.file).convert("L"), np.float64)
+        with Image.open(job.images_dir / info.file) as file:
+            gray = np.asarray(file.convert("L"), np.float64)
         delta = gray - mean
         mean += delta / count
         square += delta * (gray - mean)
