@@ -2,24 +2,13 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-
 
 @pytest.fixture(scope="module")
-def scripts():
-    sys.path.insert(0, str(REPO / "benchmarks"))
-    try:
-        import subsample_set
-        import synthetic_object
-    finally:
-        sys.path.remove(str(REPO / "benchmarks"))
-    return subsample_set, synthetic_object
+def scripts(benchmark_script):
+    return benchmark_script("subsample_set"), benchmark_script("synthetic_object")
 
 
 def test_ring_angles_and_steps(scripts):

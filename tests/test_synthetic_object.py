@@ -2,27 +2,18 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 from PIL import Image
 
 from aetherscan.evaluation import load_ground_truth
 
-REPO = Path(__file__).resolve().parents[1]
 WIDTH, HEIGHT = 96, 72
 
 
 @pytest.fixture(scope="module")
-def synthetic_object():
-    sys.path.insert(0, str(REPO / "benchmarks"))
-    try:
-        import synthetic_object
-    finally:
-        sys.path.remove(str(REPO / "benchmarks"))
-    return synthetic_object
+def synthetic_object(benchmark_script):
+    return benchmark_script("synthetic_object")
 
 
 def _carry_over(module, first, second, second_pose: np.ndarray) -> dict[str, float]:

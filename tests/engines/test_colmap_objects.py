@@ -8,7 +8,6 @@ object's frame and a mask per photo.
 from __future__ import annotations
 
 import io
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,24 +19,19 @@ from aetherscan.engines.colmap import ColmapEngine
 from aetherscan.evaluation import load_ground_truth
 from aetherscan.geometry.metrics import score_poses
 
-REPO = Path(__file__).resolve().parents[2]
 WIDTH, HEIGHT = 480, 360
 
 
-def _render(out: Path, **capture) -> Path:
-    sys.path.insert(0, str(REPO / "benchmarks"))
-    try:
-        import synthetic_object
-    finally:
-        sys.path.remove(str(REPO / "benchmarks"))
+def _render(synthetic_object, out: Path, **capture) -> Path:
     scene = synthetic_object.Capture(**capture)
     synthetic_object.write_capture(out, scene, WIDTH, HEIGHT, supersample=1)
     return out
 
 
 @pytest.fixture(scope="session")
-def turntable(tmp_path_factory) -> Path:
+def turntable(tmp_path_factory, benchmark_script) -> Path:
     return _render(
+        benchmark_script("synthetic_object"),
         tmp_path_factory.mktemp("turntable"),
         kind="turntable",
         photos=16,
@@ -78,10 +72,19 @@ def test_with_the_still_background_left_in_the_wrong_poses_are_called_uncertain(
 
 
 @pytest.mark.slow
-def test_an_object_turned_over_between_two_sessions_is_not_called_good_when_wrong(tmp_path):
+def test_an_object_turned_over_between_two_sessions_is_not_called_good_when_wrong(
+    tmp_path, benchmark_script
+):
     """The bronze-object case: 12 photos upright, 12 on its side. Today a few photos of the
     second session come out wrong (their matches lie on one box face); the verdict must say so."""
-    folder = _render(tmp_path, kind="two_sessions", photos=24, step_deg=30, texture="rich")
+    folder = _render(
+        benchmark_script("synthetic_object"),
+        tmp_path,
+        kind="two_sessions",
+        photos=24,
+        step_deg=30,
+        texture="rich",
+    )
     rec = ColmapEngine(max_image_px=WIDTH, densify=False).reconstruct(_photos(folder))
     scores = _scores(rec, folder)
     assert len(rec.views) >= 12

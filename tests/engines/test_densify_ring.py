@@ -4,26 +4,18 @@ be copied into the repository (docs/benchmarks.md measures that one from the sha
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import cv2
 import numpy as np
 import pytest
 
 from aetherscan.engines.densify import densify
 
-REPO = Path(__file__).resolve().parents[2]
 WIDTH, HEIGHT = 320, 240
 
 
 @pytest.fixture(scope="module")
-def ring():
-    sys.path.insert(0, str(REPO / "benchmarks"))
-    try:
-        import synthetic_object
-    finally:
-        sys.path.remove(str(REPO / "benchmarks"))
+def ring(benchmark_script):
+    synthetic_object = benchmark_script("synthetic_object")
     K = synthetic_object.intrinsics(WIDTH, HEIGHT)
     capture = synthetic_object.Capture(kind="ring", photos=12, step_deg=30, texture="low")
     views = []
