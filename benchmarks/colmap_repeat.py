@@ -112,7 +112,7 @@ def photo_names(photos: Path, gt: Path | None) -> list[str]:
     return sorted(p.name for p in photos.iterdir() if p.suffix.lower() in PHOTO_SUFFIXES)
 
 
-def _spread(values: list[float], spec: str) -> str:
+def spread(values: list[float], spec: str) -> str:
     low, mid, high = min(values), statistics.median(values), max(values)
     return " / ".join(format(v, spec) for v in (low, mid, high))
 
@@ -161,8 +161,8 @@ def summarise(
         "| set | runs | placed (min / median / max) | AUC@30 (min / median / max) | verdicts "
         "| wall s (median) | CPU s (median) |",
         "| --- | --- | --- | --- | --- | --- | --- |",
-        f"| {label} | {len(runs)} | {_spread(placed, 'g')} of {photos} "
-        f"| {_spread(auc, '.3f') if has_gt else '-'} "
+        f"| {label} | {len(runs)} | {spread(placed, 'g')} of {photos} "
+        f"| {spread(auc, '.3f') if has_gt else '-'} "
         f"| {verdict_text} | {summary['wall_s_median']:.1f} | {summary['cpu_s_median']:.1f} |",
     ]
     return lines, summary

@@ -34,11 +34,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from colmap_repeat import auc_of_placed
+from colmap_repeat import auc_of_placed, photo_names, spread
 from subsample_set import mask_for
 
 MAPPERS = ("incremental", "global")
-PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".bmp"}  # colmap_benchmark.py
 JPEG_QUALITY = 95  # as the engine's copies
 EXIF_ORIENTATION = 0x0112
 
@@ -51,12 +50,6 @@ def _cpu_s() -> float:
 def _cpu_children_s() -> float:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
-
-
-def photo_names(photos: Path, gt: Path | None) -> list[str]:
-    if gt is not None:
-        return [c["name"] for c in json.loads(gt.read_text())["cameras"]]
-    return sorted(p.name for p in photos.iterdir() if p.suffix.lower() in PHOTO_SUFFIXES)
 
 
 def downscale(
@@ -189,11 +182,6 @@ def one_run(args: argparse.Namespace) -> dict:
     }
 
 
-def _spread(values: list[float], spec: str) -> str:
-    low, mid, high = min(values), statistics.median(values), max(values)
-    return " / ".join(format(v, spec) for v in (low, mid, high))
-
-
 def summarise(runs: list[dict], label: str, mapper: str, photos: int, has_gt: bool):
     placed = [r["scores"]["registered"] for r in runs]
     auc = [float(r["scores"].get("auc_30", 0.0)) for r in runs]
@@ -225,13 +213,13 @@ def summarise(runs: list[dict], label: str, mapper: str, photos: int, has_gt: bo
         "wall_s_median": statistics.median(r["wall_s"] for r in runs),
         "cpu_s_median": statistics.median(r["cpu_s"] for r in runs),
     }
-    auc_text = _spread(auc, ".3f") if has_gt else "-"
+    auc_text = spread(auc, ".3f") if has_gt else "-"
     lines += [
         "",
         "| set | mapper | runs | placed (min / median / max) | AUC@30 (min / median / max) "
         "| wall s (median) | CPU s (median) |",
         "| --- | --- | --- | --- | --- | --- | --- |",
-        f"| {label} | {mapper} | {len(runs)} | {_spread(placed, 'g')} of {photos} | {auc_text} "
+        f"| {label} | {mapper} | {len(runs)} | {spread(placed, 'g')} of {photos} | {auc_text} "
         f"| {summary['wall_s_median']:.1f} | {summary['cpu_s_median']:.1f} |",
         "",
     ]
