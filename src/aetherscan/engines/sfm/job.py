@@ -74,12 +74,14 @@ class SfmJob:
             os.abort()
 
     def timed(self, name: str, step: Callable):
-        """Run ``step()``, keeping its wall and CPU seconds under ``name``."""
+        """Run ``step()``, adding its wall and CPU seconds to ``name``'s (a step that runs in
+        both mapping passes, a mapper or its check, counts both)."""
         start, cpu = time.perf_counter(), _cpu_s()
         result = step()
         name = self.timing_prefix + name
-        self.timings[name] = round(time.perf_counter() - start, 3)
-        self.stats.setdefault("cpu_s", {})[name] = round(_cpu_s() - cpu, 3)
+        cpu_s = self.stats.setdefault("cpu_s", {})
+        self.timings[name] = round(self.timings.get(name, 0.0) + time.perf_counter() - start, 3)
+        cpu_s[name] = round(cpu_s.get(name, 0.0) + _cpu_s() - cpu, 3)
         return result
 
 
