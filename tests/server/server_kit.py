@@ -322,5 +322,25 @@ class RawWebSocket:
         text = message if isinstance(message, str) else json.dumps(message)
         self.socket.sendall(self.frame(text.encode()))
 
+    def receive_frames(self, last, chunk_bytes: int = 65536) -> list[tuple[int, bytes]]:
+        """The server's frames (opcode, payload), unmasked as servers send them, up to and
+        including the first one for which ``last(opcode, payload)`` is true."""
+        data, frames = b"", []
+        while not frames or not last(*frames[-1]):
+            chunk = self.socket.recv(chunk_bytes)
+            assert chunk, "the connection ended before the awaited frame"
+            data += chunk
+            while len(data) >= 2 and not (frames and last(*frames[-1])):
+                opcode, length, start = data[0] & 0x0F, data[1] & 0x7F, 2
+                if length == 126:
+                    length, start = int.from_bytes(data[2:4], "big"), 4
+                elif length == 127:
+                    length, start = int.from_bytes(data[2:10], "big"), 10
+                if len(data) < start + length:
+                    break
+                frames.append((opcode, data[start : start + length]))
+                data = data[start + length :]
+        return frames
+
     def close(self) -> None:
         self.socket.close()

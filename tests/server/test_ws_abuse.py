@@ -198,22 +198,7 @@ def test_a_finished_job_is_kept_when_its_client_stopped_reading(tmp_path):
 
 def read_frames(raw: RawWebSocket) -> list[tuple[int, bytes]]:
     """The server's frames (opcode, payload) up to its close frame."""
-    data, frames = b"", []
-    while not frames or frames[-1][0] != 0x8:
-        chunk = raw.socket.recv(65536)
-        assert chunk, "the connection ended without a close frame"
-        data += chunk
-        while len(data) >= 2:
-            opcode, length, start = data[0] & 0x0F, data[1] & 0x7F, 2
-            if length == 126:
-                length, start = int.from_bytes(data[2:4], "big"), 4
-            elif length == 127:
-                length, start = int.from_bytes(data[2:10], "big"), 10
-            if len(data) < start + length:
-                break
-            frames.append((opcode, data[start : start + length]))
-            data = data[start + length :]
-    return frames
+    return raw.receive_frames(lambda opcode, _: opcode == 0x8)
 
 
 def test_a_client_that_stalls_in_the_middle_of_a_frame_times_out(tmp_path):

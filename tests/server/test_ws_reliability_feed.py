@@ -59,22 +59,8 @@ def held_events(server: RunningServer, job_id: str) -> int:
 
 def read_messages(raw: RawWebSocket, until: str) -> list[dict]:
     """The server's JSON messages on a raw socket, up to and including one of type ``until``."""
-    data, messages = b"", []
-    while not messages or messages[-1]["type"] != until:
-        chunk = raw.socket.recv(1 << 20)
-        assert chunk, "the connection ended"
-        data += chunk
-        while len(data) >= 2:
-            length, start = data[1] & 0x7F, 2
-            if length == 126:
-                length, start = int.from_bytes(data[2:4], "big"), 4
-            elif length == 127:
-                length, start = int.from_bytes(data[2:10], "big"), 10
-            if len(data) < start + length:
-                break
-            messages.append(json.loads(data[start : start + length]))
-            data = data[start + length :]
-    return messages
+    frames = raw.receive_frames(lambda _, payload: json.loads(payload)["type"] == until, 1 << 20)
+    return [json.loads(payload) for _, payload in frames]
 
 
 def test_a_slow_reader_costs_a_bounded_backlog_and_gets_every_point(tmp_path):
