@@ -50,6 +50,8 @@ def remove_still_background(job: SfmJob, plan: MatchPlan) -> bool:
     matches. Returns whether it did."""
     import pycolmap
 
+    if job.stats.get("still_background"):
+        return True  # found by an earlier attempt, whose matching here left those matches out
     shares = still_share_per_pair(job)
     median = float(np.median(shares)) if shares else 0.0
     job.stats["still_match_share"] = round(median, 3)

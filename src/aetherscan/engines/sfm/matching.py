@@ -59,7 +59,7 @@ def verification_options(job: SfmJob, *, still: bool = False):
     options.ransac.random_seed = RANSAC_SEED
     options.filter_stationary_matches = (
         still
-        or bool(job.stats.get("still_background"))  # found earlier: guided matching keeps it
+        or bool(job.stats.get("still_background"))  # found earlier: later matching keeps it
         or job.spec.get("still_background") == "always"
     )
     return options
