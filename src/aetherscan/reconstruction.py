@@ -8,13 +8,16 @@ Conventions, once for the whole code base (see docs/exports.md):
   orientation is applied (``width`` x ``height``), with the pixel-centre convention that pixel
   (0, 0) covers [0, 1) x [0, 1), so the centre of the image is at (width / 2, height / 2).
 * The world frame and its scale are whatever the engine produced (Fast3R: the first photo's
-  camera; COLMAP: its own), the same for all views of one reconstruction.
+  camera; COLMAP: its own), the same for all views of one reconstruction; ``unit`` is None
+  then. ``Reconstruction.scaled`` gives the same scene in a known unit (``"metre"``).
 * ``confidence`` is higher-is-better and at least 1 for kept points, for either engine.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -163,6 +166,7 @@ class Reconstruction:
     timings_s: dict[str, float] = field(default_factory=dict)
     quality: Quality = field(default_factory=Quality.unchecked)
     masks: str = "none"  # one of MASK_SOURCES
+    unit: str | None = None  # the world's unit: None for the engine's own, or "metre"
 
     @property
     def num_points(self) -> int:
@@ -183,11 +187,37 @@ class Reconstruction:
             )
         return PointCloud.concatenate(clouds)
 
+    def scaled(self, factor: float, unit: str | None = None) -> Reconstruction:
+        """The same scene with every length times ``factor``, in ``unit`` (None: no known unit):
+        points, camera translations (``cam_from_world[:3, 3]``) and depth maps are multiplied;
+        intrinsics, rotations, colours and confidences stay. Every pixel a camera sees of a point
+        is the same before and after. A new Reconstruction; this one is left as it is."""
+        if not (math.isfinite(factor) and factor > 0):
+            raise ValueError(f"a scale factor must be a positive finite number, got {factor!r}")
+        return dataclasses.replace(
+            self,
+            views=[_scaled_view(view, float(factor)) for view in self.views],
+            dropped=list(self.dropped),
+            timings_s=dict(self.timings_s),
+            unit=unit,
+        )
+
     def view_cloud(self, index: int) -> PointCloud:
         view = self.views[index]
         return PointCloud(
             view.points, view.colors, view.confidence, np.full(len(view.points), index, np.int32)
         )
+
+
+def _scaled_view(view: View, factor: float) -> View:
+    cam_from_world = view.cam_from_world.copy()
+    cam_from_world[:3, 3] *= factor
+    return dataclasses.replace(
+        view,
+        cam_from_world=cam_from_world,
+        points=(view.points * np.float32(factor)).astype(np.float32),
+        depth=None if view.depth is None else (view.depth * np.float32(factor)).astype(np.float32),
+    )
 
 
 _VIEW_ARRAYS = ("K", "cam_from_world", "points", "colors", "confidence")
@@ -203,6 +233,7 @@ def save_reconstruction(reconstruction: Reconstruction, path: Path) -> None:
         "dropped": [{"name": d.name, "reason": d.reason} for d in reconstruction.dropped],
         "quality": reconstruction.quality.to_json(),
         "masks": reconstruction.masks,
+        "unit": reconstruction.unit,
         "views": [],
     }
     for i, view in enumerate(reconstruction.views):
@@ -242,4 +273,5 @@ def load_reconstruction(path: Path) -> Reconstruction:
         if "quality" in header
         else Quality.unchecked(),
         masks=header.get("masks", "none"),
+        unit=header.get("unit"),
     )

@@ -245,8 +245,8 @@ def test_job_status_json_is_the_documented_shape(server, three_photos):
     status = server.wait_for_state(job_id)
     assert list(status) == [
         "job_id", "state", "engine", "stage", "fraction", "message", "position", "photos",
-        "num_points", "views", "dropped", "quality", "masks", "error", "downloads", "created_at",
-        "finished_at", "expires_at",
+        "num_points", "views", "dropped", "quality", "masks", "scale", "error", "downloads",
+        "created_at", "finished_at", "expires_at",
     ]  # fmt: skip
     assert list(status["photos"][0]) == ["name", "width", "height", "mask"]
     json.dumps(status)

@@ -224,6 +224,11 @@ export const FRAME_HEADER_BYTES = 40;
  */
 
 /**
+ * @typedef {object} ScaleInfo
+ * @property {number} metres_per_unit the length in metres of one unit of the engine's scene: every download is in metres; GET /points and the WebSocket stay in the engine's units
+ */
+
+/**
  * @typedef {object} JobStatus
  * @property {string} job_id
  * @property {"uploading" | "queued" | "running" | "done" | "failed" | "cancelled"} state
@@ -238,11 +243,22 @@ export const FRAME_HEADER_BYTES = 40;
  * @property {Array<DroppedInfo>} dropped
  * @property {QualityInfo | null} quality the engine's verdict, once done
  * @property {"none" | "given" | "automatic" | "mixed" | null} masks where the masks the engine used came from, once done
+ * @property {ScaleInfo | null} scale the scale set with PUT /api/jobs/{id}/scale; null: engine units
  * @property {string | null} error
  * @property {Object<string, string>} downloads
  * @property {string} created_at
  * @property {string | null} finished_at
  * @property {string | null} expires_at
+ */
+
+/**
+ * The body of PUT /api/jobs/{id}/scale: either ``metres_per_unit``, or two ``points`` of
+ * the scene (engine units, as GET /points and the stream give them) and their true distance
+ * ``length_m`` in metres.
+ * @typedef {object} ScaleRequest
+ * @property {number} [metres_per_unit]
+ * @property {Array<Array<number>>} [points]
+ * @property {number} [length_m]
  */
 
 /**

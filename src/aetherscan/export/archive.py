@@ -45,11 +45,13 @@ depth/           depth maps as NPZ and 16-bit PNG, see depth/depth.json (when pr
 Conventions: cam_from_world maps world points to OpenCV camera coordinates (x right, y down,
 z forward); K is in pixels of the upright photo, pixel (0, 0) covering [0, 1) x [0, 1), with
 radial distortion radial_k1 (COLMAP's SIMPLE_RADIAL, k1 in transforms.json) where the engine
-estimated it. The world frame and unit are the engine's. All of it is written down in
+estimated it. The world frame is the engine's; {unit}. All of it is written down in
 docs/exports.md of AetherScan.
 
 Photos: {photos}
 """
+_NO_UNIT = "its unit is the engine's own, with no metric scale"
+_UNITS = {"metre": "lengths (points, camera positions, depths) are in metres"}
 _PHOTOS_STRIPPED = (
     "images/ holds the photos with their pixels and camera fields unchanged, but without\n"
     "the place where they were taken (EXIF GPS, XMP and IPTC locations are left out). Their\n"
@@ -91,6 +93,7 @@ def write_everything(
         views=len(reconstruction.views),
         points=len(reconstruction.point_cloud(min_confidence)),
         photos=_PHOTOS_KEPT if keep_location else _PHOTOS_STRIPPED,
+        unit=_UNITS.get(reconstruction.unit or "", _NO_UNIT),
     )
     (folder / "README.txt").write_text(readme, encoding="utf-8")
     return folder

@@ -20,8 +20,9 @@ CONVENTION = (
     "(width / 2, height / 2), as in COLMAP. radial_k1 is the radial distortion of the photo: a "
     "point at (x, y) on the camera's plane z = 1 is seen at the pixel K @ (d x, d y, 1), "
     "d = 1 + radial_k1 (x^2 + y^2) (COLMAP's SIMPLE_RADIAL; 0 for a pinhole). file_name is the "
-    "photo's name in the exports that hold the photos (images/<file_name>). The world frame and "
-    "its unit are the engine's."
+    "photo's name in the exports that hold the photos (images/<file_name>). The world frame is "
+    'the engine\'s; unit says its unit: "metre" where the scene was scaled to metres, null '
+    "for the engine's own arbitrary unit."
 )
 
 
@@ -34,6 +35,7 @@ def cameras_document(reconstruction: Reconstruction) -> dict[str, Any]:
         # doubt), and where the masks it used came from ("none", "given", "automatic", "mixed").
         "quality": reconstruction.quality.to_json(),
         "masks": reconstruction.masks,
+        "unit": reconstruction.unit,  # "metre" once scaled; None: the engine's arbitrary unit
         "cameras": [
             {
                 "name": view.name,

@@ -9,8 +9,9 @@ where two photos share a stem, ignoring case; ``_2``, ... added where that still
     <folder>/<stem>.png         16-bit depth: depth = value * depth_step, 0 where unknown
     <folder>/depth.json         depth_step and every view's files, size and K
 
-Depth is the distance along the camera's z axis, in the reconstruction's world unit (not
-millimetres or metres: Fast3R and COLMAP worlds have no metric scale). One ``depth_step`` for
+Depth is the distance along the camera's z axis, in the reconstruction's world unit: metres
+where it was scaled (``Reconstruction.unit``), otherwise the engine's own (Fast3R and COLMAP
+worlds have no metric scale), as ``unit`` in depth.json says. One ``depth_step`` for
 all views, the smallest of 1, 2 or 5 times a power of ten that keeps the largest depth below
 65535 steps; it is also in each PNG's ``depth_step`` text chunk. The maps are of the
 undistorted photo: ``K`` is a pinhole even where the view has a ``radial_k1``.
@@ -69,7 +70,7 @@ def export_depth_maps(reconstruction: Reconstruction, folder: Path) -> Path:
     entries = []
     for (view, name), stem in zip(named, stems, strict=True):
         _write_npz(view, folder / (stem + ".npz"))
-        _write_png(view.depth, step, folder / (stem + ".png"))
+        _write_png(view.depth, step, folder / (stem + ".png"), _unit_words(reconstruction))
         height, width = view.depth.shape
         entries.append(
             {
@@ -85,8 +86,9 @@ def export_depth_maps(reconstruction: Reconstruction, folder: Path) -> Path:
         )
     index = {
         "depth_step": step,
+        "unit": reconstruction.unit,  # "metre" once scaled; None: the engine's arbitrary unit
         "meaning": (
-            "depth along the camera z axis in the reconstruction's world unit = PNG value * "
+            f"depth along the camera z axis in {_unit_words(reconstruction)} = PNG value * "
             "depth_step; 0 means unknown. K is at the depth map's resolution, pixel (0, 0) "
             "covering [0, 1) x [0, 1), a pinhole: the maps are of the undistorted photo; "
             "cam_from_world in OpenCV axes (docs/exports.md)."
@@ -127,12 +129,16 @@ def _write_npz(view: View, path: Path) -> None:
     np.savez(path, **arrays)
 
 
-def _write_png(depth: np.ndarray, step: float, path: Path) -> None:
+def _unit_words(reconstruction: Reconstruction) -> str:
+    return "metres" if reconstruction.unit == "metre" else "the reconstruction's world unit"
+
+
+def _write_png(depth: np.ndarray, step: float, path: Path, unit: str) -> None:
     depth = np.nan_to_num(np.asarray(depth, np.float64), nan=0.0, posinf=0.0, neginf=0.0)
     steps = np.clip(np.rint(depth / step), 1, _MAX_STEPS)
     # 0 is kept for "unknown": a known depth below half a step still gets the value 1.
     values = np.where(depth > 0, steps, 0).astype(np.uint16)
     info = PngInfo()
     info.add_text("depth_step", repr(step))
-    info.add_text("depth_unit", "reconstruction world unit; depth = value * depth_step")
+    info.add_text("depth_unit", f"{unit}; depth = value * depth_step")
     Image.fromarray(values).save(path, format="PNG", pnginfo=info)

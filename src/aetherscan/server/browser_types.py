@@ -24,7 +24,7 @@ OUTPUT = "web/js/protocol.js"
 
 _CLIENT = typing.get_args(typing.get_args(p.ClientMessage)[0])
 _SERVER = typing.get_args(typing.get_args(p.ServerMessage)[0])
-_REST = (p.JobStatus, p.Info, p.Health, p.ErrorResponse)
+_REST = (p.JobStatus, p.ScaleRequest, p.Info, p.Health, p.ErrorResponse)
 
 
 def generate() -> str:

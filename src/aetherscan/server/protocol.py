@@ -341,6 +341,23 @@ class JobPhoto(PhotoInfo):
     mask: bool = Field(False, description="a mask was uploaded with this photo")
 
 
+class ScaleInfo(_Reply):
+    metres_per_unit: float = Field(
+        description="the length in metres of one unit of the engine's scene: every download "
+        "is in metres; GET /points and the WebSocket stay in the engine's units"
+    )
+
+
+class ScaleRequest(BaseModel):
+    """The body of PUT /api/jobs/{id}/scale: either ``metres_per_unit``, or two ``points`` of
+    the scene (engine units, as GET /points and the stream give them) and their true distance
+    ``length_m`` in metres."""
+
+    metres_per_unit: float | None = Field(None, gt=0)
+    points: list[list[float]] | None = Field(None, min_length=2, max_length=2)
+    length_m: float | None = Field(None, gt=0)
+
+
 class JobStatus(_Reply):
     job_id: str
     state: JobState
@@ -356,6 +373,9 @@ class JobStatus(_Reply):
     quality: QualityInfo | None = Field(None, description="the engine's verdict, once done")
     masks: MaskSource | None = Field(
         None, description="where the masks the engine used came from, once done"
+    )
+    scale: ScaleInfo | None = Field(
+        None, description="the scale set with PUT /api/jobs/{id}/scale; null: engine units"
     )
     error: str | None = None
     downloads: dict[str, str] = Field(default_factory=dict)

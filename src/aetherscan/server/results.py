@@ -4,6 +4,12 @@
 ``aetherscan.export.FORMATS`` is made on its first download and kept beside them, as are the
 point frames of ``GET /points`` (``points.bin``). Two downloads of one new file make it once;
 downloads of other jobs or formats never wait for it. A refused write raises StorageError.
+
+A job scaled to metres (``PUT /api/jobs/{id}/scale``) has its downloads made anew, at that
+scale, in a folder of their own, ``metres-<the factor as float.hex()>/``; the files in the
+engine's units stay where they are. When the scale changes, the folders of other scales are
+removed as soon as no download uses them (``use_scale``): a download being sent or made
+keeps its files to the end.
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ import logging
 import shutil
 import tempfile
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -32,6 +38,10 @@ _locks_guard = threading.Lock()
 
 
 FORMATS_FILE = "formats.txt"  # the formats this job's reconstruction can be written as
+SCALED_PREFIX = "metres-"  # the folder of the downloads at one scale: metres-<factor.hex()>
+_scale_uses: dict[Path, int] = {}  # a scale's folder -> downloads using it
+_stale: set[Path] = set()  # folders of scales no longer set, removed when their last use ends
+_scales_guard = threading.Lock()
 
 
 def download_files(result_dir: Path | None = None) -> dict[str, str]:
@@ -63,19 +73,69 @@ def download_path(
     file_name: str,
     photos: Sequence[Photo],
     keep_photo_location: bool = False,
+    metres_per_unit: float | None = None,
 ) -> Path | None:
     """The file ``file_name`` of a finished job, made now if it is an export not yet made;
     None when no format has that name. Exported photos lose their location unless
-    ``keep_photo_location``. Blocking: run in a thread."""
+    ``keep_photo_location``. With ``metres_per_unit`` the file is in metres: hold
+    ``use_scale`` for that scale until it is sent. Blocking: run in a thread."""
     files = download_files(result_dir)
     fmt = next((name for name, file in files.items() if file == file_name), None)
     if fmt is None:
         return None
-    path = result_dir / file_name
+    path = scale_dir(result_dir, metres_per_unit) / file_name
     with _making(path):
         if not path.exists():
-            _make_export(result_dir, fmt, path, photos, keep_photo_location)
+            _make_export(result_dir, fmt, path, photos, keep_photo_location, metres_per_unit)
     return path
+
+
+def scale_dir(result_dir: Path, metres_per_unit: float | None) -> Path:
+    """The folder of a job's downloads at a scale (None: the engine's units)."""
+    if metres_per_unit is None:
+        return result_dir
+    return result_dir / f"{SCALED_PREFIX}{float(metres_per_unit).hex()}"
+
+
+def use_scale(result_dir: Path, metres_per_unit: float | None) -> Callable[[], None]:
+    """Keep the folder of the downloads at this scale while a download makes or sends a file
+    of it; call the function returned (once or more) to let go. A folder whose scale is no
+    longer the job's goes when its last download lets go of it."""
+    folder = scale_dir(result_dir, metres_per_unit)
+    if metres_per_unit is None:
+        return lambda: None  # the engine's units: never removed while the job is
+    with _scales_guard:
+        _scale_uses[folder] = _scale_uses.get(folder, 0) + 1
+    released = threading.Event()
+
+    def release() -> None:
+        if released.is_set():
+            return
+        released.set()
+        with _scales_guard:
+            left = _scale_uses.pop(folder) - 1
+            if left:
+                _scale_uses[folder] = left
+            elif folder in _stale:
+                _stale.discard(folder)
+                shutil.rmtree(folder, ignore_errors=True)
+
+    return release
+
+
+def drop_other_scales(result_dir: Path, metres_per_unit: float | None) -> None:
+    """Remove the downloads made at every scale but this one (the job's now): at once where no
+    download uses them, else when the last one lets go. Blocking: run in a thread."""
+    keep = scale_dir(result_dir, metres_per_unit)
+    with _scales_guard:
+        _stale.discard(keep)
+        for folder in result_dir.glob(f"{SCALED_PREFIX}*"):
+            if folder == keep:
+                continue
+            if _scale_uses.get(folder):
+                _stale.add(folder)
+            else:
+                shutil.rmtree(folder, ignore_errors=True)
 
 
 def points_path(result_dir: Path) -> Path:
@@ -134,9 +194,16 @@ def media_type(file_name: str) -> str:
 
 
 def _make_export(
-    result_dir: Path, fmt: str, path: Path, photos: Sequence[Photo], keep_photo_location: bool
+    result_dir: Path,
+    fmt: str,
+    path: Path,
+    photos: Sequence[Photo],
+    keep_photo_location: bool,
+    metres_per_unit: float | None,
 ) -> None:
     reconstruction = load_reconstruction(result_dir / RECONSTRUCTION_FILE)
+    if metres_per_unit is not None:
+        reconstruction = reconstruction.scaled(metres_per_unit, unit="metre")
     with _scratch(result_dir) as scratch:
         target = scratch / path.name
         export(
@@ -146,5 +213,6 @@ def _make_export(
             photos={photo.name: photo.path for photo in photos},
             keep_photo_location=keep_photo_location,
         )
+        path.parent.mkdir(exist_ok=True)
         shutil.move(target, path)
     log.info("made %s for %s", path.name, result_dir.parent.name)

@@ -33,14 +33,19 @@ from aetherscan.server.protocol import (
     JobStatus,
     PhotoInfo,
     QualityInfo,
+    ScaleInfo,
+    ScaleRequest,
 )
 from aetherscan.server.results import (
     download_files,
     download_path,
     download_urls,
+    drop_other_scales,
     media_type,
     points_path,
+    use_scale,
 )
+from aetherscan.server.scale import ScaleRefused, metres_per_unit
 from aetherscan.server.service import Service, ServiceDep, client_of
 from aetherscan.server.storage import JobRecord, StorageError, without_paths
 from aetherscan.server.uploads import Refused
@@ -158,13 +163,16 @@ async def read_job(job_id: str, service: ServiceDep) -> JobStatus:
 )
 async def download(job_id: str, file_name: str, service: ServiceDep) -> Response:
     """A result file: scene.ply, cameras.json, and the exports that GET /api/info lists."""
-    _finished_job(service, job_id)
+    scale = _finished_job(service, job_id).metres_per_unit
     result_dir = service.storage.result_dir(job_id)
     photos = [Photo(p.label, p.path) for p in service.storage.photos(job_id)]
-    release = service.storage.hold(job_id)  # until the file is sent: a delete waits for it
+    # Until the file is sent: a delete waits for it, a new scale removes the old files after.
+    release = _both(service.storage.hold(job_id), use_scale(result_dir, scale))
     try:
         keep = service.settings.keep_photo_location
-        path = await _made(job_id, file_name, download_path, result_dir, file_name, photos, keep)
+        path = await _made(
+            job_id, file_name, download_path, result_dir, file_name, photos, keep, scale
+        )
         if path is None:
             raise HTTPException(
                 404,
@@ -175,6 +183,56 @@ async def download(job_id: str, file_name: str, service: ServiceDep) -> Response
         release()
         raise
     return _HeldFile(path, release, filename=file_name, media_type=media_type(file_name))
+
+
+MAX_SCALE_BODY_BYTES = 64 * 1024
+
+
+@router.put(
+    "/jobs/{job_id}/scale",
+    response_model=JobStatus,
+    responses={code: _errors[code] for code in (400, 404, 409, 413, 503, 507)},
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": ScaleRequest.model_json_schema()}},
+        }
+    },
+)
+async def set_scale(job_id: str, request: Request, service: ServiceDep) -> JobStatus:
+    """Scale a finished job's scene to metres: ``{"metres_per_unit": f}``, or two points of the
+    scene in its own units (those of GET /points) and their true distance, ``{"points":
+    [[x, y, z], [x, y, z]], "length_m": 0.3}``. Every download made after it is in metres; a
+    second PUT replaces the first. Answered with the job's status."""
+    _finished_job(service, job_id)
+    if int(request.headers.get("content-length") or 0) > MAX_SCALE_BODY_BYTES:
+        raise HTTPException(413, f"a scale is a few numbers: at most {MAX_SCALE_BODY_BYTES} bytes")
+    try:
+        factor = metres_per_unit(await request.body())
+    except ScaleRefused as exc:
+        raise HTTPException(400, str(exc)) from None
+    await _store_scale(service, job_id, factor)
+    return job_status(service, job_id)
+
+
+@router.delete(
+    "/jobs/{job_id}/scale",
+    response_model=JobStatus,
+    responses={code: _errors[code] for code in (404, 409, 503, 507)},
+)
+async def remove_scale(job_id: str, service: ServiceDep) -> JobStatus:
+    """Back to the engine's units: the downloads made after it are as the engine made them."""
+    _finished_job(service, job_id)
+    await _store_scale(service, job_id, None)
+    return job_status(service, job_id)
+
+
+async def _store_scale(service: Service, job_id: str, factor: float | None) -> None:
+    try:
+        service.storage.set_scale(job_id, factor)
+    except StorageError as exc:
+        raise HTTPException(exc.status, f"the scale could not be stored: {exc.message}") from None
+    await asyncio.to_thread(drop_other_scales, service.storage.result_dir(job_id), factor)
 
 
 @router.get(
@@ -249,6 +307,11 @@ def job_status(service: Service, job_id: str) -> JobStatus:
         dropped=[DroppedInfo(**d) for d in record.dropped],
         quality=QualityInfo(**record.quality) if record.quality is not None else None,
         masks=record.masks,  # type: ignore[arg-type]
+        scale=(
+            ScaleInfo(metres_per_unit=record.metres_per_unit)
+            if record.metres_per_unit is not None
+            else None
+        ),
         error=record.error,
         downloads=(
             download_urls(job_id, service.storage.result_dir(job_id))
@@ -269,6 +332,16 @@ def _finished_job(service: Service, job_id: str) -> JobRecord:
         detail = f"the job has no results: it is {record.state}"
         raise HTTPException(409, detail + (f" ({record.error})" if record.error else ""))
     return record
+
+
+def _both(first: Callable[[], None], second: Callable[[], None]) -> Callable[[], None]:
+    def release() -> None:
+        try:
+            second()
+        finally:
+            first()
+
+    return release
 
 
 class _HeldFile(FileResponse):

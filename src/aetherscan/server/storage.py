@@ -137,7 +137,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     finished_at REAL,
     quality TEXT,
     masks TEXT,
-    deleted INTEGER NOT NULL DEFAULT 0
+    deleted INTEGER NOT NULL DEFAULT 0,
+    metres_per_unit REAL
 );
 CREATE TABLE IF NOT EXISTS photos (
     job_id TEXT NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
@@ -155,7 +156,12 @@ CREATE INDEX IF NOT EXISTS jobs_finished ON jobs(finished_at);
 """
 # Columns that came after the first data folders were made: added to an older index at start.
 _ADDED_COLUMNS = {
-    "jobs": {"quality": "TEXT", "masks": "TEXT", "deleted": "INTEGER NOT NULL DEFAULT 0"},
+    "jobs": {
+        "quality": "TEXT",
+        "masks": "TEXT",
+        "deleted": "INTEGER NOT NULL DEFAULT 0",
+        "metres_per_unit": "REAL",
+    },
     "photos": {"mask": "TEXT", "mask_bytes": "INTEGER NOT NULL DEFAULT 0"},
 }
 
@@ -178,6 +184,7 @@ class JobRecord:
     finished_at: float | None
     quality: dict | None = None  # Quality.to_json() of the result, once done
     masks: str | None = None  # Reconstruction.masks, once done
+    metres_per_unit: float | None = None  # the scale a client set; None: the engine's units
 
 
 @dataclass
@@ -415,6 +422,14 @@ class Storage:
                     time.time(),
                     job_id,
                 ),
+            )
+
+    def set_scale(self, job_id: str, metres_per_unit: float | None) -> None:
+        """The length in metres of one unit of the job's scene, or None for the engine's own
+        units; the downloads made after it are in metres."""
+        with writing("a job's scale"), self._lock:
+            self._db.execute(
+                "UPDATE jobs SET metres_per_unit=? WHERE id=?", (metres_per_unit, job_id)
             )
 
     def delete(self, job_id: str) -> bool:
