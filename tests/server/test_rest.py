@@ -46,7 +46,7 @@ def test_create_read_download_delete(server, engine, three_photos):
 
     ply = server.http.get(status["downloads"]["ply"])
     assert ply.status_code == 200
-    assert "scene.ply" in ply.headers["content-disposition"]
+    assert 'filename="image-3-photos-' in ply.headers["content-disposition"]
     vertex = PlyData.read(__import__("io").BytesIO(ply.content))["vertex"]
     assert vertex.count == status["num_points"]
     assert {"x", "y", "z", "red", "green", "blue", "confidence"} <= set(vertex.data.dtype.names)

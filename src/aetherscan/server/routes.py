@@ -22,6 +22,7 @@ from starlette.types import Receive, Scope, Send
 from aetherscan import __version__
 from aetherscan.engines.base import Photo
 from aetherscan.masks import NAMING, MaskError, pair_masks
+from aetherscan.server.download_names import content_disposition, download_name
 from aetherscan.server.jobs import Job
 from aetherscan.server.protocol import (
     FEATURES,
@@ -162,8 +163,10 @@ async def read_job(job_id: str, service: ServiceDep) -> JobStatus:
     responses={code: _errors[code] for code in (404, 409, 500, 503, 507)},
 )
 async def download(job_id: str, file_name: str, service: ServiceDep) -> Response:
-    """A result file: scene.ply, cameras.json, and the exports that GET /api/info lists."""
-    scale = _finished_job(service, job_id).metres_per_unit
+    """A result file: scene.ply, cameras.json, and the exports that GET /api/info lists, saved
+    under a name made from the job (``flowerpot-16-photos-2026-12-01.ply``)."""
+    record = _finished_job(service, job_id)
+    scale = record.metres_per_unit
     result_dir = service.storage.result_dir(job_id)
     photos = [Photo(p.label, p.path) for p in service.storage.photos(job_id)]
     # Until the file is sent: a delete waits for it, a new scale removes the old files after.
@@ -182,7 +185,14 @@ async def download(job_id: str, file_name: str, service: ServiceDep) -> Response
     except BaseException:
         release()
         raise
-    return _HeldFile(path, release, filename=file_name, media_type=media_type(file_name))
+    labels = [photo.name for photo in photos]
+    name = download_name(labels, record.created_at, file_name, metric=scale is not None)
+    return _HeldFile(
+        path,
+        release,
+        headers={"content-disposition": content_disposition(name)},
+        media_type=media_type(file_name),
+    )
 
 
 MAX_SCALE_BODY_BYTES = 64 * 1024
