@@ -145,3 +145,139 @@ def _require_three() -> None:
     web = Path(__file__).resolve().parents[2] / "web"
     if not (web / "node_modules" / "three" / "build" / "three.module.js").is_file():
         pytest.skip("three.js is not installed: run `cd web && npm install` (make install does)")
+
+
+class PlacedEngine:
+    """TEST DOUBLE for the Engine protocol: the cameras and points it is given, whatever the
+    photos show, so that the view's tests know where every camera and point is. ``views``: one
+    dict per view with ``cam_from_world`` (4x4, OpenCV axes), ``focal`` (in photo widths),
+    ``points`` (N x 3), ``colors`` (N x 3, 0-255) and ``confidence`` (N); the photos sent give
+    the names and sizes, in order (there must be at least as many as views). ``name``: the
+    engine's name as the server reports it (``colmap`` for COLMAP's confidence words)."""
+
+    def __init__(self, views: list[dict], name: str = "placed") -> None:
+        self.views = views
+        self.name = name
+
+    def reconstruct(self, photos, observer=None):
+        import numpy as np
+
+        from aetherscan.engines.base import Observer
+        from aetherscan.photos import read_size
+        from aetherscan.reconstruction import Quality, Reconstruction, View
+
+        observer = observer or Observer()
+        views = []
+        for index, (photo, spec) in enumerate(zip(photos, self.views, strict=False)):
+            width, height = read_size(photo.path)
+            focal = spec.get("focal", 1.0) * width
+            views.append(
+                View(
+                    photo.name,
+                    width,
+                    height,
+                    np.array([[focal, 0, width / 2], [0, focal, height / 2], [0, 0, 1]], float),
+                    np.asarray(spec["cam_from_world"], float),
+                    np.asarray(spec["points"], np.float32).reshape(-1, 3),
+                    np.asarray(spec["colors"], np.uint8).reshape(-1, 3),
+                    np.asarray(spec["confidence"], np.float32).reshape(-1),
+                )
+            )
+            observer.progress("mapping", (index + 1) / len(self.views), f"view {index + 1}")
+        result = Reconstruction(self.name, views)
+        result.quality = Quality("good", [])
+        return result
+
+
+def look_at(centre, target, down_hint=(0.0, 1.0, 0.0)):
+    """cam_from_world (4x4, OpenCV axes: x right, y down, z forward) of a camera at ``centre``
+    looking at ``target``, its image's down as close to ``down_hint`` as can be."""
+    import numpy as np
+
+    centre = np.asarray(centre, float)
+    forward = np.asarray(target, float) - centre
+    forward /= np.linalg.norm(forward)
+    right = np.cross(np.asarray(down_hint, float), forward)
+    right /= np.linalg.norm(right)
+    down = np.cross(forward, right)
+    rotation = np.stack([right, down, forward])
+    pose = np.eye(4)
+    pose[:3, :3] = rotation
+    pose[:3, 3] = -rotation @ centre
+    return pose
+
+
+def solid_photos(folder: Path, colours, size=(96, 64)) -> list[str]:
+    """One small JPEG of each colour in ``folder`` (photo1.jpg, photo2.jpg, ...): their paths."""
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for index, colour in enumerate(colours):
+        path = folder / f"photo{index + 1}.jpg"
+        Image.new("RGB", size, tuple(colour)).save(path)
+        paths.append(str(path))
+    return paths
+
+
+class StagedEngine(JudgedEngine):
+    """TEST DOUBLE: JudgedEngine that leaves the photos named in ``dropped`` out of its result
+    (each with its reason), reports its progress in ``steps`` even steps ``seconds_per_step``
+    apart (so that the page's clock has something to measure), may wait at ``hold`` until the
+    test sets it, and may say in its progress that it kept sparse points only."""
+
+    name = "staged"
+
+    def __init__(
+        self,
+        quality=None,
+        dropped: dict[str, str] | None = None,
+        steps: int = 2,
+        seconds_per_step: float = 0.0,
+        hold: threading.Event | None = None,
+        sparse_only: bool = False,
+        points_per_view: int = 400,
+    ) -> None:
+        super().__init__(quality, points_per_view)
+        self.dropped = dropped or {}
+        self.steps = steps
+        self.seconds_per_step = seconds_per_step
+        self.hold = hold
+        self.sparse_only = sparse_only
+        self.started = threading.Event()
+
+    def reconstruct(self, photos, observer=None):
+        from aetherscan.engines.base import Observer
+        from aetherscan.reconstruction import DroppedPhoto
+
+        observer = observer or Observer()
+        observer.progress("load", 0.0, "the reconstruction started")
+        self.started.set()
+        if self.hold is not None:
+            self.hold.wait(60)
+        for step in range(1, self.steps + 1):
+            time.sleep(self.seconds_per_step)
+            observer.progress("mapping", 0.9 * step / self.steps, f"step {step}")
+        kept = [photo for photo in photos if photo.name not in self.dropped]
+        if self.sparse_only:
+            observer.progress("points", 0.95, f"sparse points of {len(kept)} of {len(kept)} photos")
+        result = super().reconstruct(kept, Observer())
+        result.dropped = [
+            DroppedPhoto(photo.name, self.dropped[photo.name])
+            for photo in photos
+            if photo.name in self.dropped
+        ]
+        return result
+
+
+def write_test_photos(folder: Path, count: int, size: tuple[int, int] = (64, 48)) -> list[str]:
+    """``count`` small JPEGs of different flat colours, photo1.jpg, photo2.jpg, ...: paths."""
+    from PIL import Image
+
+    paths = []
+    for index in range(count):
+        path = folder / f"photo{index + 1}.jpg"
+        color = ((70 * index + 200) % 256, (110 * index + 60) % 256, (50 * index + 40) % 256)
+        Image.new("RGB", size, color).save(path)
+        paths.append(str(path))
+    return paths

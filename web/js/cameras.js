@@ -65,11 +65,19 @@ export function meanCameraUp(cameras) {
   return sum.lengthSq() > 1e-12 ? sum.normalize() : null;
 }
 
-/** A group of frustums for `cameras`, each `depth` world units deep. */
-export function createFrustums(cameras, depth) {
+const FRUSTUM_COLOUR = 0xffb020;
+const PICKED_COLOUR = 0x4fe0ff;
+
+/**
+ * A group of frustums for `cameras`, each `depth` world units deep; child `i` is camera `i`.
+ * `colour`: the lines' colour (preview cameras are drawn dimmer).
+ */
+export function createFrustums(cameras, depth, colour = FRUSTUM_COLOUR) {
   const group = new THREE.Group();
   group.name = "cameras";
-  const material = new THREE.LineBasicMaterial({ color: 0xffb020 });
+  const material = new THREE.LineBasicMaterial({ color: colour });
+  const picked = new THREE.LineBasicMaterial({ color: PICKED_COLOUR });
+  group.userData.materials = { plain: material, picked };
   cameras.forEach((camera, index) => {
     const lines = new THREE.LineSegments(frustumGeometry(camera, depth), material);
     lines.name = camera.name ?? `camera ${index}`;
@@ -80,11 +88,18 @@ export function createFrustums(cameras, depth) {
   return group;
 }
 
+/** Draw frustum `index` of a group made by createFrustums in the picked colour (null: none). */
+export function setPickedFrustum(group, index) {
+  const { plain, picked } = group.userData.materials;
+  group.children.forEach((lines, i) => {
+    lines.material = i === index ? picked : plain;
+  });
+}
+
 /** Free the GPU buffers of a group made by createFrustums. */
 export function disposeFrustums(group) {
   group.traverse((object) => {
     if (object.geometry) object.geometry.dispose();
   });
-  const first = group.children[0];
-  if (first) first.material.dispose();
+  for (const material of Object.values(group.userData.materials)) material.dispose();
 }

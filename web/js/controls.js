@@ -1,5 +1,13 @@
-// The view's controls: point size, confidence threshold, cameras on or off, reset view.
+// The view's controls: point size, confidence, cameras on or off, reset view.
 // None of them fetches anything: they change uniforms and draw ranges (see cloud.js).
+//
+// The confidence slider is a percentile: "keep the N % most confident points", from all of
+// them at the left to the most confident 1 % at the right, whatever the engine's confidence
+// scale (COLMAP's counts of agreeing photos, 2, 3, ..., or Fast3R's open-ended values). Points
+// that tie are kept or dropped together, and the label says the share really kept.
+
+const MIN_SHARE = 0.01;
+const TIE_NOTE_SHARE = 0.02;
 
 export class ViewControls {
   constructor(elements, view, onChange) {
@@ -7,6 +15,8 @@ export class ViewControls {
     this.view = view;
     this.onChange = onChange;
     this.pointSizeChosen = false; // the person moved the point size slider
+    // The engine whose confidence the slider shows ("colmap": photos that agree on a point).
+    this.engineName = () => null;
 
     this.pointSize.addEventListener("input", () => {
       this.pointSizeChosen = true;
@@ -22,22 +32,30 @@ export class ViewControls {
     this.resetView.addEventListener("click", () => view.resetView());
   }
 
-  /** After new points: the slider's range and the threshold follow the confidence received. */
+  /** After new points: the threshold follows the points received for the share chosen. */
   refresh() {
     const cloud = this.view.cloud;
     const range = cloud.confidenceRange();
     this.confidence.disabled = !range;
-    const threshold = this._threshold(range);
+    const share = this.share();
+    const { threshold } = range ? cloud.thresholdForShare(share) : { threshold: -Infinity };
     if (threshold !== cloud.threshold) this.view.setThreshold(threshold);
+    let text;
     if (!range) {
-      this.confidenceValue.textContent =
-        cloud.pointsTotal > 0 ? "not sent by the server" : "once points arrive";
+      text = cloud.pointsTotal > 0 ? "not sent by the server" : "once points arrive";
     } else if (threshold === -Infinity) {
-      this.confidenceValue.textContent = "all points";
+      text = "keeps all points";
     } else {
-      const share = Math.round((100 * cloud.pointsDrawn) / cloud.pointsTotal);
-      this.confidenceValue.textContent = `≥ ${threshold.toPrecision(3)} (${share}% shown)`;
+      text = describeKept(cloud.pointsKept / cloud.pointsTotal, share, threshold, this.engineName());
     }
+    this.confidenceValue.textContent = text;
+    this.confidence.setAttribute("aria-valuetext", text);
+  }
+
+  /** The share of the points the slider asks to keep, 0.01 to 1. */
+  share() {
+    const position = Number(this.confidence.value) / Number(this.confidence.max);
+    return 1 - (1 - MIN_SHARE) * Math.min(1, Math.max(0, position));
   }
 
   /** A new cloud: all points again. */
@@ -59,13 +77,36 @@ export class ViewControls {
     this.pointSizeValue.textContent = `${pixels} px`;
     this.view.setPointSize(pixels);
   }
+}
 
-  /** The slider's confidence threshold: logarithmic (confidence is heavy-tailed). */
-  _threshold(range) {
-    const position = Number(this.confidence.value) / Number(this.confidence.max);
-    if (position <= 0 || !range) return -Infinity;
-    const [low, high] = range;
-    if (low > 0) return low * (high / low) ** position;
-    return low + (high - low) * position;
+/** A share (0..1) as people read it: "40 %", "<1 %", never "100 %" for less than all. */
+function percent(share) {
+  if (share < 0.01) return "<1\u00a0%";
+  const rounded = Math.round(100 * share);
+  return `${share < 1 ? Math.min(rounded, 99) : rounded}\u00a0%`; // never broken from its number
+}
+
+/**
+ * What the slider keeps, in words: "keeps 40 % of the points: those seen by at least 3 photos".
+ * `kept` is the share really drawn: more than `asked` where points tie at the threshold.
+ */
+export function describeKept(kept, asked, threshold, engine) {
+  let which;
+  if (engine === "colmap") {
+    // COLMAP's confidence counts the photos that agree on a point (a fraction, where the
+    // engine gives one, grades how well they agree).
+    const photos = Math.floor(threshold);
+    const exact = Number.isInteger(threshold) ? "" : ` (confidence at least ${round(threshold)})`;
+    which = `those seen by at least ${photos} photo${photos === 1 ? "" : "s"}${exact}`;
+  } else {
+    which = `confidence at least ${round(threshold)}`;
   }
+  // Draw ranges come from each frame's table of 64 levels, so the share kept may pass the one
+  // asked by a little (under 1/64 of a frame); more than that is points that tie.
+  const tie = kept - asked > TIE_NOTE_SHARE ? ` (not ${percent(asked)}: ties stay together)` : "";
+  return `keeps ${percent(kept)} of the points${tie}: ${which}`;
+}
+
+function round(value) {
+  return Number(value.toPrecision(3)).toString();
 }

@@ -5,7 +5,13 @@
 
 import * as THREE from "three";
 import { OrbitControls } from "three/addons/controls/OrbitControls.js";
-import { cameraCentres, createFrustums, disposeFrustums, meanCameraUp } from "./cameras.js";
+import {
+  cameraCentres,
+  createFrustums,
+  disposeFrustums,
+  meanCameraUp,
+  setPickedFrustum,
+} from "./cameras.js";
 import { PointCloudLayer } from "./cloud.js";
 
 // Engine worlds use OpenCV axes (y down, z forward from the first photo). Turned half a turn
@@ -45,6 +51,9 @@ export class SceneView {
     this.frustums = null;
     this.camerasVisible = true;
     this.cameras = [];
+    this.pickedPhoto = null; // the camera index picked (its photo shown, its points highlighted)
+    // "select" (detail: the index or null), "cameras", "clear", and "render" after each picture.
+    this.events = new EventTarget();
 
     this.autoFit = true;
     this.fitPending = false;
@@ -93,16 +102,38 @@ export class SceneView {
     if (cameras.length > 0) {
       this.frustums = createFrustums(cameras, this._frustumDepth());
       this.frustums.visible = this.camerasVisible;
+      if (this.pickedPhoto !== null) setPickedFrustum(this.frustums, this.pickedPhoto);
       this.content.add(this.frustums);
       this.newFrames.push(this.frustums);
     }
     if (this.autoFit) this.fitPending = true;
     this.requestRender(redraw);
+    this.events.dispatchEvent(new Event("cameras"));
   }
 
   setCamerasVisible(visible) {
     this.camerasVisible = visible;
     if (this.frustums) this.frustums.visible = visible;
+    if (this.autoFit) this.fitPending = true;
+    this.requestRender();
+  }
+
+  /**
+   * Pick the photo of camera `index` (null: none): its frustum and points stand out, and
+   * listeners of "select" show the photo. Changes materials only, uploads nothing.
+   */
+  selectPhoto(index) {
+    const picked = Number.isInteger(index) && index >= 0 ? index : null;
+    this.pickedPhoto = picked;
+    this.cloud.setPickedView(picked);
+    if (this.frustums) setPickedFrustum(this.frustums, picked);
+    this.requestRender();
+    this.events.dispatchEvent(new CustomEvent("select", { detail: picked }));
+  }
+
+  /** Hide the points of the views whose indices are given; all others are drawn. */
+  setHiddenViews(indices) {
+    this.cloud.setHiddenViews(indices);
     this.requestRender();
   }
 
@@ -127,9 +158,11 @@ export class SceneView {
   clear() {
     this.newFrames = [];
     this.cloud.clear();
+    this.pickedPhoto = null;
     this.setCameras([]);
     this.content.quaternion.copy(OPENCV_WORLD_TO_VIEW);
     this.resetView();
+    this.events.dispatchEvent(new Event("clear"));
   }
 
   /** Draw at the next animation frame; `everything` false: only frames added since the last. */
@@ -155,6 +188,7 @@ export class SceneView {
     this.redrawAll = false;
     this.newFrames = [];
     this.framesRendered += 1;
+    this.events.dispatchEvent(new Event("render"));
     const whenDrawn = this.onRender ? this.onRender() : null;
     if (!whenDrawn) return;
     if (this.waitForGpu) {
@@ -217,10 +251,13 @@ export class SceneView {
       const sorted = values.filter((v) => v > 0 && Number.isFinite(v)).sort((a, b) => a - b);
       return sorted.length > 0 ? sorted[Math.floor(sorted.length / 2)] : null;
     };
-    // A quarter of the spacing of neighbouring cameras, so that frustums do not overlap ...
-    const spacing = median(
+    // A quarter of the spacing of neighbouring cameras, so that frustums do not overlap (a
+    // long lens's narrow frustums may go deeper by its focal length in image widths) ...
+    const lens = median(this.cameras.map((camera) => camera.K[0][0] / camera.width)) ?? 1;
+    const neighbours = median(
       centres.map((c, i) => Math.min(...centres.filter((_, j) => j !== i).map((d) => c.distanceTo(d)))),
     );
+    const spacing = neighbours && neighbours * Math.max(1, lens);
     // ... and a tenth of the distance to the cloud, so that they do not hide it.
     const box = this.cloud.robustBox();
     const reach = box ? median(centres.map((c) => c.distanceTo(box.getCenter(new THREE.Vector3())))) : null;
@@ -228,15 +265,16 @@ export class SceneView {
     return depths.length > 0 ? Math.min(...depths) : 0.1;
   }
 
-  /** Box (view coordinates) around the bulk of the points, or the cameras when no points yet. */
+  /**
+   * Box (view coordinates) around the bulk of the points and, while they are shown, the
+   * cameras: a long lens's cameras stand far from what they see, and are framed too.
+   */
   _contentBox() {
-    let box = this.cloud.robustBox();
-    if (!box && this.cameras.length > 0) {
-      box = new THREE.Box3().setFromPoints(
-        cameraCentres(this.cameras).map((c) => new THREE.Vector3(...c)),
-      );
+    const box = this.cloud.robustBox() ?? new THREE.Box3();
+    if (this.camerasVisible && this.cameras.length > 0) {
+      for (const centre of cameraCentres(this.cameras)) box.expandByPoint(new THREE.Vector3(...centre));
     }
-    if (!box || box.isEmpty()) return null;
+    if (box.isEmpty()) return null;
     this.content.updateMatrixWorld();
     return box.applyMatrix4(this.content.matrixWorld);
   }

@@ -1,0 +1,86 @@
+// The view's tools, wired to the page: a click on the view picks a photo (its frustum) or,
+// while measuring, a point; a click on a thumbnail picks its photo. main.js calls
+// installSceneTools once, and tells the tools when a job is done (its scale, if set).
+
+import { PhotoInspector } from "./inspect.js";
+import { Measure } from "./measure.js";
+import { pickFrustum } from "./picking.js";
+
+const CLICK_SLOP_PX = 5; // a press that moves more is a drag of the view, not a click
+const CLICK_MS = 700;
+
+/**
+ * @param {object} options
+ * @param {import("./scene.js").SceneView} options.view
+ * @param {HTMLElement} options.viewport
+ * @param {HTMLElement} [options.thumbnails] the photo list: a click on a photo picks it
+ * @param {(name: string) => (string | null)} options.photoUrl the browser's copy of a photo
+ * @param {() => {id: string | null, done: boolean}} options.job the job shown
+ * @param {import("./controls.js").ViewControls} [options.controls]
+ * @param {() => (string | null)} [options.engine] the engine's name, for the confidence label
+ * @param {() => void} [options.onChange] the points drawn changed
+ */
+export function installSceneTools({ view, viewport, thumbnails, photoUrl, job, controls, engine, onChange }) {
+  const $ = (id) => document.getElementById(id);
+  const label = document.createElement("div");
+  label.className = "measure-label";
+  label.hidden = true;
+  viewport.appendChild(label);
+  const measure = new Measure(
+    view,
+    {
+      toggle: $("measure"),
+      value: $("measure-value"),
+      form: $("scale-form"),
+      length: $("scale-length"),
+      note: $("scale-note"),
+      label,
+    },
+    job,
+  );
+  const inspector = new PhotoInspector(view, viewport, photoUrl, onChange);
+  if (controls && engine) controls.engineName = engine;
+
+  listenForClicks(view.renderer.domElement, (event) => {
+    if (measure.active) {
+      measure.click(event.clientX, event.clientY);
+      return;
+    }
+    const index = pickFrustum(view, view.frustums, event.clientX, event.clientY);
+    if (index !== null) view.selectPhoto(index);
+  });
+
+  if (thumbnails) {
+    thumbnails.addEventListener("click", (event) => {
+      const item = event.target.closest(".photo");
+      if (!item || event.target.closest("button")) return;
+      const name = item.querySelector(".photo-name")?.textContent;
+      const index = view.cameras.findIndex((camera) => camera.name === name);
+      if (index >= 0) view.selectPhoto(index);
+    });
+  }
+
+  return {
+    measure,
+    inspector,
+    /** The job is done: `status` is its REST status or the completion message. */
+    jobDone(status) {
+      measure.setScale(status?.scale?.metres_per_unit ?? null);
+    },
+  };
+}
+
+/** Calls onClick(pointerEvent) for a primary-button press and release that did not drag. */
+function listenForClicks(element, onClick) {
+  let down = null;
+  element.addEventListener("pointerdown", (event) => {
+    down = event.button === 0 ? { x: event.clientX, y: event.clientY, at: event.timeStamp } : null;
+  });
+  element.addEventListener("pointerup", (event) => {
+    const start = down;
+    down = null;
+    if (!start || event.button !== 0) return;
+    const moved = Math.hypot(event.clientX - start.x, event.clientY - start.y);
+    if (moved <= CLICK_SLOP_PX && event.timeStamp - start.at <= CLICK_MS) onClick(event);
+  });
+}
