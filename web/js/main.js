@@ -11,6 +11,7 @@ import { Notices } from "./notices.js";
 import { listenForFiles, PhotoList, Upload } from "./photos.js";
 import { decodePointFrame, FEATURES } from "./protocol.js";
 import { SceneView } from "./scene.js";
+import { installSceneTools } from "./tools.js";
 import { describeResult } from "./verdict.js";
 
 const MIN_PHOTOS = 2;
@@ -116,6 +117,20 @@ const controls = new ViewControls(
   view,
   () => updateStats(),
 );
+// Picking photos (frustum or thumbnail) and measuring, in the view (tools.js).
+const sceneTools = installSceneTools({
+  view,
+  viewport: ui.viewport,
+  thumbnails: ui.thumbnails,
+  photoUrl: (name) => {
+    const photo = photos.photos.find((p) => p.name === name);
+    return photo?.thumbnailUrl ?? photo?.thumbnail ?? null;
+  },
+  job: () => ({ id: app.jobId, done: app.phase === "done" }),
+  controls,
+  engine: () => app.engine,
+  onChange: () => updateStats(),
+});
 let upload = null;
 
 window.aetherscan = {
@@ -140,6 +155,7 @@ window.aetherscan = {
   messages: notices.log,
   app,
   view,
+  sceneTools,
   connection, // the browser test drops the line through it
 };
 
@@ -482,6 +498,7 @@ function completeJob(totalPoints, downloads, result) {
   app.downloads = downloads;
   showDownloads(ui.downloads, ui.downloadList, downloads);
   controls.choosePointSize(ui.viewport.clientHeight);
+  sceneTools.jobDone(result);
   if (app.jobId) history.replaceState(null, "", `#job=${app.jobId}`);
 }
 
