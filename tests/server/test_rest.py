@@ -248,7 +248,7 @@ def test_job_status_json_is_the_documented_shape(server, three_photos):
         "num_points", "views", "dropped", "quality", "masks", "scale", "error", "downloads",
         "created_at", "finished_at", "expires_at",
     ]  # fmt: skip
-    assert list(status["photos"][0]) == ["name", "width", "height", "mask"]
+    assert list(status["photos"][0]) == ["name", "width", "height", "mask", "thumbnail"]
     json.dumps(status)
 
 

@@ -214,6 +214,7 @@ export const FRAME_HEADER_BYTES = 40;
  * @property {number} width
  * @property {number} height
  * @property {boolean} mask a mask was uploaded with this photo
+ * @property {string | null} thumbnail URL of a small JPEG of the photo (256 px long side, upright, without metadata); null once the job's photos are gone
  */
 
 /**

@@ -339,6 +339,11 @@ class PhotoInfo(_Reply):
 
 class JobPhoto(PhotoInfo):
     mask: bool = Field(False, description="a mask was uploaded with this photo")
+    thumbnail: str | None = Field(
+        None,
+        description="URL of a small JPEG of the photo (256 px long side, upright, without "
+        "metadata); null once the job's photos are gone",
+    )
 
 
 class ScaleInfo(_Reply):

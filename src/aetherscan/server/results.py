@@ -84,7 +84,7 @@ def download_path(
     if fmt is None:
         return None
     path = scale_dir(result_dir, metres_per_unit) / file_name
-    with _making(path):
+    with making(path):
         if not path.exists():
             _make_export(result_dir, fmt, path, photos, keep_photo_location, metres_per_unit)
     return path
@@ -142,7 +142,7 @@ def points_path(result_dir: Path) -> Path:
     """The file of all points as binary point frames, made now on the first request: later
     requests are served from disk, without a cloud in memory. Blocking: run in a thread."""
     path = result_dir / POINTS_FILE
-    with _making(path):
+    with making(path):
         if not path.exists():
             cloud = load_reconstruction(result_dir / RECONSTRUCTION_FILE).point_cloud()
             frames, _ = encode_points(cloud, binary=True)
@@ -157,7 +157,7 @@ def points_path(result_dir: Path) -> Path:
 
 
 @contextmanager
-def _making(path: Path) -> Iterator[None]:
+def making(path: Path) -> Iterator[None]:
     """Held while ``path`` is made, so that two requests for it make it once; a lock per file,
     dropped when nobody waits for it."""
     with _locks_guard:

@@ -49,6 +49,7 @@ from aetherscan.server.results import (
 from aetherscan.server.scale import ScaleRefused, metres_per_unit
 from aetherscan.server.service import Service, ServiceDep, client_of
 from aetherscan.server.storage import JobRecord, StorageError, without_paths
+from aetherscan.server.thumbnails import thumbnail
 from aetherscan.server.uploads import Refused
 
 log = logging.getLogger(__name__)
@@ -272,6 +273,47 @@ async def points(
     return _HeldFile(path, release, media_type="application/octet-stream")
 
 
+PHOTOS_GONE = (
+    "the photos of this job are gone: a failed or cancelled job's photos are removed when it "
+    "ends, a finished job's when it is deleted or expires"
+)
+
+
+@router.get(
+    "/jobs/{job_id}/photos/{index}/thumbnail",
+    response_class=FileResponse,
+    responses={
+        200: {"content": {"image/jpeg": {}}, "description": "the photo, 256 px long side"},
+        **{code: _errors[code] for code in (404, 500, 503, 507)},
+    },
+)
+async def photo_thumbnail(job_id: str, index: str, service: ServiceDep) -> Response:
+    """A small JPEG of photo ``index`` (its place in the status's ``photos``): upright, 256 px
+    on its long side, without metadata (no location). Made once, then served from disk."""
+    if service.storage.get(job_id) is None:
+        raise HTTPException(404, NOT_FOUND)
+    photos = service.storage.photos(job_id)
+    number = int(index) if index.isascii() and index.isdigit() else -1
+    if not 0 <= number < len(photos):
+        raise HTTPException(
+            404,
+            f"the job has no photo {index[:20]!r}: its {len(photos)} photos are numbered from 0 "
+            "as in the status's photos list",
+        )
+    release = service.storage.hold(job_id)  # until the file is sent: a delete waits for it
+    try:
+        limit = service.settings.max_photo_megapixels
+        path = await _made(job_id, "the thumbnail", thumbnail, photos[number], limit)
+        if path is None:
+            raise HTTPException(404, PHOTOS_GONE)
+    except BaseException:
+        release()
+        raise
+    return _HeldFile(
+        path, release, media_type="image/jpeg", headers={"cache-control": "private, max-age=3600"}
+    )
+
+
 @router.delete(
     "/jobs/{job_id}",
     status_code=204,
@@ -309,8 +351,16 @@ def job_status(service: Service, job_id: str) -> JobStatus:
         message=record.message,
         position=service.jobs.position(job) if job is not None else None,
         photos=[
-            JobPhoto(name=p.label, width=p.width, height=p.height, mask=p.mask_path is not None)
-            for p in service.storage.photos(job_id)
+            JobPhoto(
+                name=p.label,
+                width=p.width,
+                height=p.height,
+                mask=p.mask_path is not None,
+                thumbnail=f"/api/jobs/{job_id}/photos/{index}/thumbnail"
+                if p.path.is_file()
+                else None,
+            )
+            for index, p in enumerate(service.storage.photos(job_id))
         ],
         num_points=record.num_points,
         views=[PhotoInfo(**view) for view in record.views],

@@ -5,7 +5,9 @@ Layout (every name on disk is made here; client filenames are only labels in the
     <data_dir>/index.sqlite3          jobs and photos (WAL: a SIGKILL loses no committed write)
     <data_dir>/jobs/<job_id>/photos/  0000.jpg, 0001.png, ...   inputs, while needed
                                       0000-mask.png, ...        the masks given with them
+                                      0000-thumbnail.jpg, ...   small copies (on request)
     <data_dir>/jobs/<job_id>/result/  reconstruction.npz, scene.ply, cameras.json, exports
+                                      (metres-<factor>/: the exports of a scaled job)
                                       (.making-*/: an export being written, moved in whole)
     <data_dir>/tmp/                   the temporary files of ``aetherscan serve`` (TMPDIR), such
                                       as the engine's working folders; emptied at each start
