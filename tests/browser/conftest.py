@@ -60,3 +60,26 @@ def page(chromium):
     yield page
     context.close()
     assert not errors, f"the page reported errors: {errors}"
+
+
+@pytest.fixture
+def page_asking_for_gone_jobs(chromium):
+    """As ``page``, for tests of jobs that are gone on purpose: Chromium's own console line for
+    a 404 answer to ``/api/jobs/...`` (the page asking whether a job is still there) is not a
+    page error; every other error still fails the test."""
+    context = chromium.new_context(viewport={"width": 1280, "height": 800})
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+
+    def on_console(message) -> None:
+        gone_job = "status of 404" in message.text and "/api/jobs/" in message.location["url"]
+        refused_socket = "WebSocket connection to" in message.text
+        if message.type == "error" and not gone_job and not refused_socket:
+            errors.append(f"{message.text} ({message.location['url']})")
+
+    page.on("console", on_console)
+    page.set_default_timeout(30_000)
+    yield page
+    context.close()
+    assert not errors, f"the page reported errors: {errors}"

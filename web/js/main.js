@@ -2,6 +2,7 @@
 // Wires the photo list, the WebSocket and the 3D view together, and says in plain words what
 // is happening and what went wrong.
 
+import { JobClock } from "./clock.js";
 import { Connection } from "./connection.js";
 import { ViewControls } from "./controls.js";
 import { showDownloads } from "./downloads.js";
@@ -10,6 +11,7 @@ import { loadFinishedJob } from "./jobs.js";
 import { Notices } from "./notices.js";
 import { listenForFiles, PhotoList, Upload } from "./photos.js";
 import { decodePointFrame, FEATURES } from "./protocol.js";
+import { RecentScans } from "./recent.js";
 import { SceneView } from "./scene.js";
 import { installSceneTools } from "./tools.js";
 import { describeResult } from "./verdict.js";
@@ -47,7 +49,11 @@ const ui = {
   newScan: $("new-scan"),
   stageBar: $("stage-bar"),
   stageText: $("stage-text"),
+  clock: $("clock"),
   verdict: $("verdict"),
+  advice: $("advice"),
+  recent: $("recent"),
+  recentList: $("recent-list"),
   messages: $("messages"),
   pointSize: $("point-size"),
   pointSizeValue: $("point-size-value"),
@@ -77,6 +83,7 @@ const app = {
   bytesReceived: 0,
   totalPoints: null,
   cameras: 0,
+  sparseOnly: false, // the engine said it kept its sparse points only (no dense ones)
   quality: null, // the engine's verdict on the result: {verdict, reasons}
   masks: null, // where the result's masks came from
   frameLog: [], // {count, receivedMs, shownMs}: epoch milliseconds, for the benchmark
@@ -85,6 +92,7 @@ const app = {
   offlineNote: "", // what the stage line says while there is no connection
   serverUploadOpen: false, // the server holds photos of this connection not yet reconstructed
   reattachJobId: null, // a queued or running job to follow again once the line is back
+  openingJobId: null, // a job being read over REST to be shown (/#job=<id>)
   cancelReplies: 0, // "cancelled" answers still to come for cancels sent to clear an upload
 };
 
@@ -96,7 +104,13 @@ const connection = new Connection(
   `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws`,
   features,
 );
-const photos = new PhotoList(ui.thumbnails, () => updateControls());
+const photos = new PhotoList(
+  ui.thumbnails,
+  () => updateControls(),
+  (text, level) => showMessage(text, level),
+);
+const clock = new JobClock(ui.clock);
+const recent = new RecentScans(ui.recent, ui.recentList);
 const view = new SceneView(ui.viewport);
 view.waitForGpu = pageOptions.has("timing"); // benchmarks/bench_viewer.py
 const notices = new Notices({
@@ -104,6 +118,7 @@ const notices = new Notices({
   stageText: ui.stageText,
   stageBar: ui.stageBar,
   verdict: ui.verdict,
+  advice: ui.advice,
 });
 const controls = new ViewControls(
   {
@@ -176,6 +191,8 @@ function isBusy() {
 function setPhase(phase) {
   app.phase = phase;
   document.body.dataset.phase = phase;
+  // A cancelled or failed job's photos are gone from the server: none is "uploaded" any more.
+  if (phase === "failed") photos.forgetUpload();
   updateControls();
 }
 
@@ -184,28 +201,40 @@ function updateControls() {
   photos.setLocked(busy);
   ui.fileInput.disabled = busy;
   ui.dropzone.classList.toggle("disabled", busy);
-  const enough = photos.size >= MIN_PHOTOS;
+  const usable = photos.usable.length; // the photos the checks did not leave out
+  const enough = usable >= MIN_PHOTOS;
   const maxPhotos = app.limits.max_photos_per_job ?? Infinity;
-  const tooMany = photos.size > maxPhotos;
-  ui.start.disabled = busy || !enough || tooMany || !app.online;
+  const tooMany = usable > maxPhotos;
+  ui.start.disabled = busy || photos.checking || !enough || tooMany || !app.online;
   ui.start.hidden = app.phase === "done";
   ui.cancel.hidden = !busy;
   ui.newScan.hidden = !["done", "failed"].includes(app.phase);
 
-  const megabytes = photos.totalBytes / 1e6;
-  ui.photoCount.textContent =
-    photos.size === 0
-      ? ""
-      : `${photos.size} photo${photos.size === 1 ? "" : "s"}, ${megabytes.toFixed(1)} MB`;
+  ui.photoCount.textContent = photoCount();
+  recent.show(app.phase === "idle" && photos.size === 0 && !app.openingJobId);
   if (!busy && app.phase !== "done" && app.phase !== "failed") {
     if (!app.online) setStage(app.offlineNote || "Connecting to the server…", null);
+    else if (app.openingJobId) setStage("Opening the scan…", null);
     else if (photos.size === 0) setStage("Add photos of one object or scene, then press Start.", 0);
+    else if (photos.checking && photos.size >= MIN_PHOTOS) setStage("Checking the photos…", null);
     else if (!enough) {
       setStage(`Add at least ${MIN_PHOTOS} photos (8 to 50 overlapping ones work best).`, 0);
     } else if (tooMany) {
       setStage(`This server takes at most ${maxPhotos} photos per job: remove some.`, 0);
-    } else setStage(`Ready: press Start to reconstruct ${photos.size} photos.`, 0);
+    } else setStage(`Ready: press Start to reconstruct ${usable} photos.`, 0);
   }
+}
+
+/** "14 photos, 1 left out, 38.2 MB": the photos to upload, and those the checks left out. */
+function photoCount() {
+  if (photos.size === 0) return "";
+  const usable = photos.usable.length;
+  const left = photos.excludedCount;
+  const megabytes = photos.totalBytes / 1e6;
+  const parts = [`${usable} photo${usable === 1 ? "" : "s"}`];
+  if (left > 0) parts.push(`${left} left out`);
+  if (megabytes > 0) parts.push(`${megabytes.toFixed(1)} MB`);
+  return parts.join(", ");
 }
 
 function updateStats() {
@@ -235,6 +264,7 @@ connection.addEventListener("open", () => {
   ui.connection.textContent = "connected";
   ui.connection.className = "badge ok";
   if (app.phase === "connecting") setPhase("idle");
+  notices.dismiss("connection"); // the line is back: "connection lost" no longer holds
   if (app.reattachJobId) {
     // The server kept the job for a while after the drop: follow it again (docs/protocol.md,
     // Reattaching); its stream starts over, so the scene does too.
@@ -265,7 +295,7 @@ connection.addEventListener("closed", (event) => {
           "Press Start to try again once the page has reconnected.",
       );
     } else {
-      showMessage("The connection to the server was lost. Reconnecting…");
+      notices.say("The connection to the server was lost. Reconnecting…", "error", "connection");
     }
   }
   if (!everConnected) {
@@ -325,6 +355,7 @@ const HANDLERS = {
     }
     if (isBusy()) {
       app.acceptJobData = false;
+      clock.stop("cancelled");
       setPhase("failed");
       setStage(`Cancelled: ${message.message}.`, 0);
     }
@@ -365,6 +396,8 @@ const HANDLERS = {
     const stage = STAGE_NAMES[message.stage] ?? message.stage ?? "Working";
     const detail = message.message ? `: ${message.message}` : "";
     setStage(`${stage}${detail}`, message.fraction ?? null);
+    clock.progress(message.fraction);
+    if (/\bsparse points\b/i.test(message.message ?? "")) app.sparseOnly = true;
   },
   cameras(message) {
     if (!app.acceptJobData) return;
@@ -423,8 +456,10 @@ async function start() {
   resetResult();
   app.acceptJobData = true;
   setPhase("uploading");
-  for (const photo of photos.photos) photos.setStatus(photo, "ready");
-  setStage(`Uploading ${photos.size} photos…`, 0);
+  clock.start();
+  photos.prepareUpload();
+  const sending = photos.usable;
+  setStage(`Uploading ${sending.length} photos…`, 0);
   if (app.serverUploadOpen) {
     // Photos of an earlier attempt are still on the server; start from none.
     app.cancelReplies += 1;
@@ -435,8 +470,10 @@ async function start() {
   let saved;
   try {
     const progress = setInterval(() => {
-      const done = photos.photos.filter((p) => ["saved", "refused"].includes(p.status)).length;
-      if (app.phase === "uploading") setStage(`Uploading photos: ${done} of ${photos.size}…`, done / photos.size);
+      const done = sending.filter((p) => ["saved", "refused"].includes(p.status)).length;
+      if (app.phase === "uploading") {
+        setStage(`Uploading photos: ${done} of ${sending.length}…`, done / sending.length);
+      }
     }, 200);
     try {
       saved = await upload.run();
@@ -469,12 +506,14 @@ function cancel() {
   app.serverUploadOpen = false;
   if (upload) upload.abort();
   app.acceptJobData = false;
+  clock.stop("cancelled");
   setPhase("failed");
   setStage("Cancelled.", 0);
 }
 
 function failJob(text) {
   app.acceptJobData = false;
+  clock.stop("failed");
   setPhase("failed");
   setStage("The reconstruction did not finish.", 0);
   showMessage(text);
@@ -486,12 +525,15 @@ function completeJob(totalPoints, downloads, result) {
   app.totalPoints = totalPoints;
   app.quality = result.quality ?? null;
   app.masks = result.masks ?? null;
+  clock.stop("done");
   setPhase("done");
   const received = app.pointsReceived;
   const summary =
     `${Number(totalPoints ?? received).toLocaleString()} points from ` +
     `${app.cameras || "the"} cameras`;
-  notices.result(describeResult(app.quality, app.masks, summary));
+  const judged = { cameras: app.cameras, sparseOnly: app.sparseOnly };
+  notices.result(describeResult(app.quality, app.masks, summary, judged));
+  updateStats();
   if (totalPoints !== undefined && totalPoints !== received) {
     showMessage(`The server reported ${totalPoints} points but ${received} arrived.`, "warning");
   }
@@ -499,7 +541,12 @@ function completeJob(totalPoints, downloads, result) {
   showDownloads(ui.downloads, ui.downloadList, downloads);
   controls.choosePointSize(ui.viewport.clientHeight);
   sceneTools.jobDone(result);
-  if (app.jobId) history.replaceState(null, "", `#job=${app.jobId}`);
+  if (app.jobId) {
+    history.replaceState(null, "", `#job=${app.jobId}`);
+    const verdict = app.quality?.verdict ?? null;
+    const count = photos.usable.length;
+    recent.remember({ jobId: app.jobId, photos: count, verdict, date: result.created_at });
+  }
 }
 
 /** Forget what the job sent so far (not the job): its stream is about to start over. */
@@ -511,6 +558,7 @@ function restartStream() {
   app.pointsReceived = 0;
   app.bytesReceived = 0;
   app.cameras = 0;
+  app.sparseOnly = false;
   app.frameLog = [];
   app.framesInRenders = 0;
   controls.reset();
@@ -525,6 +573,7 @@ function resetResult() {
   app.totalPoints = null;
   app.quality = null;
   app.masks = null;
+  clock.reset();
   showDownloads(ui.downloads, ui.downloadList, {});
   if (location.hash) history.replaceState(null, "", location.pathname);
 }
@@ -552,13 +601,25 @@ function showDropped(dropped) {
   );
 }
 
-/** Show a job made earlier again (the page was reloaded at /#job=<id>), read over REST. */
+/**
+ * Show a job made earlier again (the page was loaded at /#job=<id>, or the address changed to
+ * it), read over REST: its points, cameras, photos (the server's thumbnails) and the photos
+ * the engine could not place, with their reasons.
+ */
 async function resumeJob(jobId) {
+  app.openingJobId = jobId;
+  updateControls();
   const { job, frames, cameras } = await loadFinishedJob(jobId, (running) => {
+    if (app.openingJobId !== jobId) return;
+    if (!clock.running) clock.start(Date.parse(running.created_at) || undefined);
+    clock.progress(running.fraction);
     setStage(`${STAGE_NAMES[running.stage] ?? running.stage ?? "Working"}…`, running.fraction);
   });
+  if (app.openingJobId !== jobId) return; // another scan was opened meanwhile
+  app.openingJobId = null;
   clearMessages();
   resetResult();
+  photos.showJob(job);
   app.acceptJobData = true;
   app.jobId = jobId;
   for (const frame of frames) {
@@ -568,15 +629,51 @@ async function resumeJob(jobId) {
   app.cameras = cameras.length;
   view.setCameras(cameras);
   completeJob(job.num_points, job.downloads ?? {}, job);
+  showDropped(job.dropped ?? []);
+  const tookMs = Date.parse(job.finished_at) - Date.parse(job.created_at);
+  if (tookMs >= 0) clock.showTotal(tookMs);
 }
 
-function resumeJobWhenOnline(jobId) {
+function openJob(jobId) {
+  const open = () =>
+    resumeJob(jobId).catch((error) => {
+      if (app.openingJobId !== jobId) return;
+      app.openingJobId = null;
+      clock.reset();
+      updateControls();
+      showMessage(`Could not show the scan: ${error.message}.`);
+    });
+  if (app.online) {
+    open();
+    return;
+  }
   const onOpen = () => {
     connection.removeEventListener("open", onOpen);
-    resumeJob(jobId).catch((error) => showMessage(`Could not show the job: ${error.message}.`));
+    open();
   };
   connection.addEventListener("open", onOpen);
 }
+
+/** The job named by the address (/#job=<id>), or null. */
+function jobInAddress() {
+  return new URLSearchParams(location.hash.slice(1)).get("job");
+}
+
+// A link to another scan (the recent list, a pasted address) changes the hash of an open tab.
+window.addEventListener("hashchange", () => {
+  const jobId = jobInAddress();
+  if (!jobId || jobId === app.jobId || jobId === app.openingJobId) return;
+  if (isBusy()) {
+    showMessage(
+      "A reconstruction is running: open the other scan when it has finished (or in another tab).",
+      "warning",
+    );
+    if (app.jobId) history.replaceState(null, "", `#job=${app.jobId}`);
+    else history.replaceState(null, "", location.pathname);
+    return;
+  }
+  openJob(jobId);
+});
 
 // ---------------------------------------------------------------- buttons, picking and dropping
 
@@ -603,5 +700,5 @@ controls.reset();
 updateStats();
 setPhase("connecting");
 connection.connect();
-const resumeId = new URLSearchParams(location.hash.slice(1)).get("job");
-if (resumeId) resumeJobWhenOnline(resumeId);
+const resumeId = jobInAddress();
+if (resumeId) openJob(resumeId);

@@ -1,52 +1,136 @@
-// The photos a person picked: thumbnails with a status each, and their upload over the
-// WebSocket (one "image_data" message per photo, acknowledged by "image_received" or "error").
+// The photos a person picked: thumbnails with a status each, checked as they are added
+// (checks.js), and their upload over the WebSocket (one "image_data" message per photo,
+// acknowledged by "image_received" or "error"). A job reopened from its address shows its
+// photos too, with the server's thumbnails.
+
+import { checkPhoto } from "./checks.js";
 
 const MIB = 1024 * 1024;
 
 const STATUS_TEXT = {
+  checking: "checking…",
   ready: "",
+  excluded: "left out",
   reading: "reading…",
   sending: "uploading…",
   sent: "waiting for the server…",
   saved: "uploaded",
   refused: "refused",
+  placed: "placed",
   dropped: "not placed",
 };
+// Statuses whose sentence is shown beside the thumbnail, not only in its tooltip.
+const SAYS_WHY = new Set(["excluded", "refused", "dropped"]);
+// What an upload leaves on a photo; forgotten when the server lets go of the photos.
+const UPLOAD_STATUSES = new Set(["reading", "sending", "sent", "saved"]);
 
 export class PhotoList {
-  constructor(listElement, onChange) {
+  /**
+   * @param {HTMLElement} listElement the <ul> of thumbnails
+   * @param {() => void} onChange called whenever a photo is added, removed or checked
+   * @param {(text: string, level: string) => void} say tells people something (a duplicate)
+   */
+  constructor(listElement, onChange, say = () => {}) {
     this.listElement = listElement;
     this.onChange = onChange;
+    this.say = say;
     this.photos = [];
     this.nextId = 1;
     this.locked = false;
+    this.checks = Promise.resolve(); // one photo is checked at a time, in the order added
   }
 
   get size() {
     return this.photos.length;
   }
 
+  /** The photos to upload: all but those the checks left out. */
+  get usable() {
+    return this.photos.filter((photo) => photo.status !== "excluded");
+  }
+
+  get excludedCount() {
+    return this.photos.length - this.usable.length;
+  }
+
+  /** Whether some photos are still being checked. */
+  get checking() {
+    return this.photos.some((photo) => photo.status === "checking");
+  }
+
   get totalBytes() {
-    return this.photos.reduce((sum, photo) => sum + photo.file.size, 0);
+    return this.usable.reduce((sum, photo) => sum + (photo.file?.size ?? 0), 0);
   }
 
   /** Add files (from the picker or a drop); names are made unique, as the server keys on them. */
   add(files) {
     if (this.locked) return;
     const taken = new Set(this.photos.map((photo) => photo.name));
+    const added = [];
     for (const file of files) {
       const name = uniqueName(file.name || "photo", taken);
       taken.add(name);
-      const photo = { id: this.nextId++, file, name, status: "ready", fraction: 0, message: "" };
-      photo.element = this._render(photo);
-      this.listElement.appendChild(photo.element);
-      this.photos.push(photo);
+      added.push(this._append({ file, name, status: "checking" }));
+    }
+    this.onChange();
+    this.checks = this.checks.then(() => this._check(added));
+  }
+
+  /** Resolves once every photo added so far has been checked. */
+  checked() {
+    return this.checks;
+  }
+
+  /**
+   * Show the photos of a job made earlier (the status of GET /api/jobs/{id}): the server's
+   * thumbnail where it gives one (a name card otherwise), and whether the engine placed it.
+   */
+  showJob(job) {
+    this.clear();
+    const placed = new Set((job.views ?? []).map((view) => view.name));
+    const dropped = new Map((job.dropped ?? []).map((d) => [d.name, d.reason]));
+    for (const { name, thumbnail } of job.photos ?? []) {
+      const photo = this._append({ file: null, name, thumbnail: thumbnail ?? null, status: "ready" });
+      if (dropped.has(name)) this.setStatus(photo, "dropped", 1, dropped.get(name));
+      else if (placed.has(name)) this.setStatus(photo, "placed", 1);
     }
     this.onChange();
   }
 
-  remove(photo) {
-    if (this.locked) return;
+  _append(fields) {
+    const photo = { id: this.nextId++, fraction: 0, message: "", digest: null, ...fields };
+    photo.element = this._render(photo);
+    this.setStatus(photo, photo.status);
+    this.listElement.appendChild(photo.element);
+    this.photos.push(photo);
+    return photo;
+  }
+
+  async _check(added) {
+    for (const photo of added) {
+      if (!this.photos.includes(photo)) continue; // removed meanwhile
+      let outcome;
+      try {
+        outcome = await checkPhoto(photo.file);
+      } catch (error) {
+        outcome = { problem: `the file cannot be read here (${error.message})`, digest: null };
+      }
+      if (!this.photos.includes(photo)) continue;
+      const twin = outcome.digest && this.photos.find((p) => p.digest === outcome.digest);
+      if (twin) {
+        this.remove(photo, true);
+        this.say(`${photo.name} is the same photo as ${twin.name}: kept once.`, "warning");
+        continue;
+      }
+      photo.digest = outcome.digest;
+      if (outcome.problem) this.setStatus(photo, "excluded", 0, outcome.problem);
+      else this.setStatus(photo, "ready");
+      this.onChange();
+    }
+  }
+
+  remove(photo, evenIfLocked = false) {
+    if (this.locked && !evenIfLocked) return;
     this.photos = this.photos.filter((p) => p !== photo);
     photo.element.remove();
     if (photo.thumbnailUrl) URL.revokeObjectURL(photo.thumbnailUrl);
@@ -64,6 +148,18 @@ export class PhotoList {
     this.listElement.classList.toggle("locked", locked);
   }
 
+  /** Before an upload: every photo but those left out is to be sent again. */
+  prepareUpload() {
+    for (const photo of this.usable) this.setStatus(photo, "ready");
+  }
+
+  /** The server let go of the photos (cancelled, failed): none of them counts as uploaded. */
+  forgetUpload() {
+    for (const photo of this.photos) {
+      if (UPLOAD_STATUSES.has(photo.status)) this.setStatus(photo, "ready");
+    }
+  }
+
   setStatus(photo, status, fraction = 0, message = "") {
     photo.status = status;
     photo.fraction = fraction;
@@ -71,8 +167,11 @@ export class PhotoList {
     const item = photo.element;
     item.dataset.status = status;
     item.querySelector(".bar").style.width = `${Math.round(100 * fraction)}%`;
-    // The thumbnail shows a word; the whole message is in its tooltip and the message list.
     item.querySelector(".photo-status").textContent = STATUS_TEXT[status];
+    // Why a photo is left out, refused or not placed is said beside it, in words.
+    const why = SAYS_WHY.has(status) ? message : "";
+    item.querySelector(".photo-reason").textContent = why;
+    item.classList.toggle("says-why", why !== "");
     const text = message || STATUS_TEXT[status];
     item.title = text ? `${photo.name}: ${text}` : photo.name;
   }
@@ -85,25 +184,33 @@ export class PhotoList {
 
     const preview = document.createElement("div");
     preview.className = "preview";
-    const image = document.createElement("img");
-    photo.thumbnailUrl = URL.createObjectURL(photo.file);
-    image.src = photo.thumbnailUrl;
-    image.alt = photo.name;
-    image.decoding = "async";
-    image.loading = "lazy";
-    // Formats the browser cannot show (HEIC, RAW, not an image at all) get a name card instead;
-    // the server decides whether it can read them.
-    image.addEventListener("error", () => {
+    const nameCard = () => {
       preview.classList.add("no-preview");
       preview.textContent = extension(photo.name) || "?";
-    });
-    preview.appendChild(image);
+    };
+    if (photo.file) photo.thumbnailUrl = URL.createObjectURL(photo.file);
+    const source = photo.thumbnailUrl ?? photo.thumbnail;
+    if (source) {
+      const image = document.createElement("img");
+      image.src = source;
+      image.alt = photo.name;
+      image.decoding = "async";
+      image.loading = "lazy";
+      // Formats the browser cannot show (HEIC, RAW, not an image at all) and a server without
+      // thumbnails get a name card instead.
+      image.addEventListener("error", nameCard);
+      preview.appendChild(image);
+    } else {
+      nameCard();
+    }
 
     const caption = document.createElement("span");
     caption.className = "photo-name";
     caption.textContent = photo.name;
     const status = document.createElement("span");
     status.className = "photo-status";
+    const reason = document.createElement("span");
+    reason.className = "photo-reason";
     const progress = document.createElement("div");
     progress.className = "progress small";
     const bar = document.createElement("div");
@@ -118,7 +225,7 @@ export class PhotoList {
     remove.setAttribute("aria-label", `Remove ${photo.name}`);
     remove.addEventListener("click", () => this.remove(photo));
 
-    item.append(preview, remove, progress, caption, status);
+    item.append(preview, remove, progress, caption, status, reason);
     return item;
   }
 }
@@ -164,7 +271,8 @@ export class Upload {
   }
 
   async run() {
-    for (const photo of this.photoList.photos) {
+    const photos = this.photoList.usable;
+    for (const photo of photos) {
       if (!this.connection.isOpen) throw new Error("the connection to the server was lost");
       const sizeMB = photo.file.size / MIB;
       if (sizeMB > this.maxPhotoMB) {
@@ -194,7 +302,7 @@ export class Upload {
       });
     }
     if (!this.connection.isOpen) throw new Error("the connection to the server was lost");
-    return this.photoList.photos.filter((photo) => photo.status === "saved");
+    return photos.filter((photo) => photo.status === "saved");
   }
 
   /** The server kept the photo called `filename`. */
