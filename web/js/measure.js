@@ -23,7 +23,7 @@ export function formatLength(units, metresPerUnit) {
 async function serverDetail(response) {
   const body = await response.json().catch(() => null);
   const detail = body?.detail;
-  if (typeof detail === "string") return detail;
+  if (typeof detail === "string") return detail.replace(/\.$/, ""); // the caller ends the sentence
   if (Array.isArray(detail)) return detail.map((item) => item.msg ?? String(item)).join("; ");
   return `HTTP ${response.status}`;
 }
