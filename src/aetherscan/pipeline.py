@@ -94,14 +94,18 @@ def reconstruct(
     ``masks``: a folder of masks, the mask of ``x.jpg`` named ``x.png``, ``x.jpg.png`` or ``x``
     with another image suffix (black: ignore, anything else: the subject); a photo without
     one has no mask. A mask that does not fit its photo raises ``aetherscan.masks.MaskError``.
-    The result's ``quality`` says whether the engine trusts it.
+    The result's ``quality`` says whether the engine trusts it, and its ``photo_paths`` name
+    each photo's file, so that ``export_file(result, "scene.zip")`` includes the photos.
     """
     if not isinstance(engine, str) and options:
         raise TypeError(f"options {sorted(options)} only apply when the engine is built by name")
     found = photos_from_paths(photos, masks)  # a bad mask is refused before a model loads
     if isinstance(engine, str):
         engine = create_engine(engine, **options)
-    return engine.reconstruct(found, observer)
+    result = engine.reconstruct(found, observer)
+    if not result.photo_paths:
+        result.photo_paths = {photo.name: photo.path for photo in found}
+    return result
 
 
 def reconstruct_command(

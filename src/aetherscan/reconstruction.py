@@ -167,6 +167,9 @@ class Reconstruction:
     quality: Quality = field(default_factory=Quality.unchecked)
     masks: str = "none"  # one of MASK_SOURCES
     unit: str | None = None  # the world's unit: None for the engine's own, or "metre"
+    # Each view's photo file, by view name, where known: ``aetherscan.reconstruct`` fills it in,
+    # so that the exports with photos find them. Not saved with the reconstruction.
+    photo_paths: dict[str, Path] = field(default_factory=dict)
 
     @property
     def num_points(self) -> int:
@@ -200,6 +203,7 @@ class Reconstruction:
             dropped=list(self.dropped),
             timings_s=dict(self.timings_s),
             unit=unit,
+            photo_paths=dict(self.photo_paths),
         )
 
     def view_cloud(self, index: int) -> PointCloud:

@@ -7,11 +7,13 @@ The server, the CLI and users call three names::
     export(reconstruction, fmt, path, photos=..., min_confidence=...)
     export_file(reconstruction, path, photos=...)     the format picked from the path
 
-``photos`` maps each view's name to its original photo file; the formats that come with the
+``photos`` maps each view's name to its original photo file (by default the reconstruction's
+own ``photo_paths``, which ``aetherscan.reconstruct`` fills in); the formats that come with the
 photos (``needs_photos``) copy them in under their export names (``aetherscan.export.names``:
 safe and unique on every file system, the same in every file that refers to a photo) and
-without their location unless ``keep_photo_location``; without ``photos`` they write the model
-alone. Formats whose ``filename`` is a zip write a folder instead when ``path`` is not a .zip.
+without their location unless ``keep_photo_location``. Without photos they write the model
+alone, with a README.txt that says so and where each photo goes. Formats whose ``filename`` is
+a zip write a folder instead when ``path`` is not a .zip.
 """
 
 from __future__ import annotations
@@ -80,6 +82,8 @@ def export(
 
     Folder formats (colmap, colmap_text, nerfstudio, depth, all) write a zip when ``path`` ends
     in .zip and a folder otherwise (for nerfstudio, ``path`` may also name the transforms.json).
+    ``photos`` defaults to ``reconstruction.photo_paths``; where neither names the photos, the
+    formats with photos say in their README.txt that images/ is missing and what goes there.
     The photos they copy lose the place where they were taken (EXIF GPS, XMP and IPTC
     locations) unless ``keep_photo_location``; their pixels and other fields stay.
     """
@@ -87,6 +91,8 @@ def export(
         raise ValueError(f"unknown export format {fmt!r}; the formats are {', '.join(FORMATS)}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    if photos is None and reconstruction.photo_paths:
+        photos = reconstruction.photo_paths
     options = _Options(photos, min_confidence, keep_photo_location)
     if not FORMATS[fmt].filename.endswith(".zip"):
         _write(reconstruction, fmt, path, options)
@@ -110,7 +116,8 @@ def export_file(
 ) -> Path:
     """Write the format that ``path`` names: .ply, .glb, .zip (everything), transforms.json
     (nerfstudio, beside its photos), any other .json (cameras.json), or a path without a
-    suffix (a folder with a binary COLMAP model and the photos)."""
+    suffix (a folder with a binary COLMAP model and the photos). The photos are ``photos``,
+    or else the reconstruction's ``photo_paths`` (see ``export``)."""
     path = Path(path)
     suffix = path.suffix.lower()
     if path.name.lower() == "transforms.json":

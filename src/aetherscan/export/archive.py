@@ -8,7 +8,8 @@ dataset (``transforms.json``)::
     cameras.json        every photo's size, K and cam_from_world
     transforms.json     nerfstudio / instant-ngp cameras, ply_file_path = scene.ply
     images/             the photos, under their export names (aetherscan.export.names), by
-                        default without the place where they were taken
+                        default without the place where they were taken; made without
+                        photos, README.txt says that they are missing and where each goes
     sparse/0/           the COLMAP model, binary (.bin) and text (.txt, left out where a
                         photo name has a space, which COLMAP's text format cannot hold)
     depth/              depth and confidence maps (only where the engine made them)
@@ -24,6 +25,7 @@ from aetherscan.export.cameras_json import export_cameras_json
 from aetherscan.export.colmap_model import text_names_ok, write_colmap_model
 from aetherscan.export.depth_maps import export_depth_maps, has_depth
 from aetherscan.export.glb import export_glb
+from aetherscan.export.images import missing_photos_note
 from aetherscan.export.nerfstudio import export_transforms
 from aetherscan.reconstruction import Reconstruction
 
@@ -92,7 +94,13 @@ def write_everything(
         engine=reconstruction.engine,
         views=len(reconstruction.views),
         points=len(reconstruction.point_cloud(min_confidence)),
-        photos=_PHOTOS_KEPT if keep_location else _PHOTOS_STRIPPED,
+        photos=(
+            missing_photos_note(reconstruction.views)
+            if photos is None
+            else _PHOTOS_KEPT
+            if keep_location
+            else _PHOTOS_STRIPPED
+        ),
         unit=_UNITS.get(reconstruction.unit or "", _NO_UNIT),
     )
     (folder / "README.txt").write_text(readme, encoding="utf-8")

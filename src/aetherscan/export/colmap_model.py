@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from aetherscan.export.images import copy_photos
+from aetherscan.export.images import copy_photos, write_missing_photos_readme
 from aetherscan.export.names import export_names
 from aetherscan.reconstruction import Reconstruction, View
 
@@ -104,7 +104,10 @@ def export_colmap(
     write_colmap_model(
         reconstruction, model, min_confidence=min_confidence, binary=binary, max_points=max_points
     )
-    copy_photos(reconstruction.views, photos, folder / "images", keep_location=keep_location)
+    if not copy_photos(
+        reconstruction.views, photos, folder / "images", keep_location=keep_location
+    ):
+        write_missing_photos_readme(folder, reconstruction.views, "a COLMAP model in sparse/0")
     return folder
 
 

@@ -28,23 +28,50 @@ log = logging.getLogger(__name__)
 _EXIF_ORIENTATION = 0x0112
 
 
+MISSING_README = """AetherScan export ({what}) without its photos
+
+Photos: {note}
+"""
+
+
 def copy_photos(
     views: Sequence[View],
     photos: Mapping[str, Path] | None,
     folder: Path,
     *,
     keep_location: bool = False,
-) -> None:
-    """Copy every view's photo to ``folder/<export name>``; no photos given, nothing copied."""
+) -> bool:
+    """Copy every view's photo to ``folder/<export name>``: True. No photos given: nothing
+    copied, False (the caller says so in its README.txt, ``missing_photos_note``)."""
     if photos is None:
-        log.info("no photos given: the export refers to photos it does not contain")
-        return
+        log.warning("no photos given: the export refers to photos it does not contain")
+        return False
     missing = [view.name for view in views if view.name not in photos]
     if missing:
         raise ValueError(f"no photo file given for the views {', '.join(missing)}")
     names = export_names([view.name for view in views])
     for view, name in zip(views, names, strict=True):
         copy_photo(Path(photos[view.name]), folder / name, view, keep_location=keep_location)
+    return True
+
+
+def missing_photos_note(views: Sequence[View], folder: str = "images") -> str:
+    """For a README.txt: the photos are not included, and the file each one goes to."""
+    names = export_names([view.name for view in views])
+    lines = [
+        f"  {folder}/{name}    <- {view.name}" for view, name in zip(views, names, strict=True)
+    ]
+    return (
+        f"NOT INCLUDED. This export was made without the photos, so {folder}/ is\n"
+        "missing, and the model refers to photos that are not here. Before using it, put each\n"
+        "photo under the name the model gives it (upright as it is shown, its EXIF\n"
+        "orientation applied; the cameras describe the upright photo):\n\n" + "\n".join(lines)
+    )
+
+
+def write_missing_photos_readme(root: Path, views: Sequence[View], what: str) -> None:
+    text = MISSING_README.format(what=what, note=missing_photos_note(views))
+    (root / "README.txt").write_text(text, encoding="utf-8")
 
 
 def copy_photo(source: Path, destination: Path, view: View, *, keep_location: bool) -> None:

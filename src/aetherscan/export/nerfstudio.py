@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from aetherscan.export.images import copy_photos
+from aetherscan.export.images import copy_photos, write_missing_photos_readme
 from aetherscan.export.names import export_names
 from aetherscan.export.ply import export_ply
 from aetherscan.geometry.camera import world_from_opengl_cam
@@ -75,7 +75,10 @@ def export_transforms(
     (without their location unless ``keep_location``)."""
     folder.mkdir(parents=True, exist_ok=True)
     export_ply(reconstruction, folder / PLY_NAME, min_confidence=min_confidence)
-    copy_photos(reconstruction.views, photos, folder / "images", keep_location=keep_location)
+    if not copy_photos(
+        reconstruction.views, photos, folder / "images", keep_location=keep_location
+    ):
+        write_missing_photos_readme(folder, reconstruction.views, "nerfstudio transforms.json")
     path = folder / "transforms.json"
     path.write_text(json.dumps(transforms_document(reconstruction), indent=1), encoding="utf-8")
     return path
