@@ -3,9 +3,9 @@
 // @ts-check
 
 export const PROTOCOL_VERSION = 1;
-export const FEATURES = Object.freeze(["progress", "cameras", "job", "binary_points", "quality", "masks", "attach"]);
+export const FEATURES = Object.freeze(["progress", "cameras", "job", "binary_points", "quality", "masks", "attach", "preview"]);
 export const CLIENT_MESSAGE_TYPES = Object.freeze(["image_data", "upload_complete", "ping", "hello", "cancel", "mask_data", "attach"]);
-export const SERVER_MESSAGE_TYPES = Object.freeze(["image_received", "points", "reconstruction_complete", "error", "pong", "welcome", "progress", "queued", "cameras", "cancelled", "mask_received", "attached"]);
+export const SERVER_MESSAGE_TYPES = Object.freeze(["image_received", "points", "reconstruction_complete", "error", "pong", "welcome", "progress", "queued", "cameras", "preview", "cancelled", "mask_received", "attached"]);
 export const MAX_POINTS_PER_MESSAGE = 5000;
 export const MAX_POINTS_PER_FRAME = 65536;
 export const FRAME_MAGIC = "AEP1";
@@ -185,6 +185,24 @@ export const FRAME_HEADER_BYTES = 40;
  */
 
 /**
+ * @typedef {object} PreviewPoints
+ * @property {Array<number>} positions x y z of each point, one after another
+ * @property {Array<number>} colors r g b (0-255) of each point, one after another
+ */
+
+/**
+ * EXTENSION 'preview': a provisional look while the result is computed (the cameras placed
+ * so far and a sample of sparse points, in a world frame of its own). Each preview replaces
+ * the one before; the result's first points replace the preview's points, and ``cameras``
+ * replaces its cameras. None of it counts in ``total_points``.
+ * @typedef {object} PreviewMessage
+ * @property {"preview"} type
+ * @property {string} message
+ * @property {Array<Camera>} cameras
+ * @property {PreviewPoints} points
+ */
+
+/**
  * EXTENSION: the answer to cancel.
  * @typedef {object} CancelledMessage
  * @property {"cancelled"} type
@@ -288,7 +306,7 @@ export const FRAME_HEADER_BYTES = 40;
  */
 
 /** A JSON message from the server.
- * @typedef {ImageReceived | Points | ReconstructionComplete | ErrorMessage | Pong | Welcome | Progress | Queued | Cameras | CancelledMessage | MaskReceived | Attached} ServerMessage
+ * @typedef {ImageReceived | Points | ReconstructionComplete | ErrorMessage | Pong | Welcome | Progress | Queued | Cameras | PreviewMessage | CancelledMessage | MaskReceived | Attached} ServerMessage
  */
 
 /**

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+import numpy as np
+
 from aetherscan.reconstruction import PointCloud, Reconstruction
 
 
@@ -29,6 +31,32 @@ class Photo:
     mask_path: Path | None = None
 
 
+@dataclass(frozen=True)
+class PreviewCamera:
+    """A camera as a preview places it: ``K`` (3x3, pixels of the original upright photo) and
+    ``cam_from_world`` (4x4, OpenCV axes) in the preview's own world frame."""
+
+    name: str
+    width: int
+    height: int
+    K: np.ndarray
+    cam_from_world: np.ndarray
+
+
+@dataclass(frozen=True)
+class Preview:
+    """A provisional look at a result still being computed: the cameras placed so far and a
+    sample of sparse points, in a world frame of their own (each preview may have another).
+
+    Each preview replaces the one before. None of it is part of the result: the result's points
+    (``Observer.points``) and cameras replace every preview.
+    """
+
+    cameras: list[PreviewCamera]
+    cloud: PointCloud
+    message: str  # for people: what the preview shows ("first look: 9 of 16 photos placed")
+
+
 class Cancelled(Exception):
     """Raised from an observer to stop a reconstruction early."""
 
@@ -40,6 +68,8 @@ class Observer:
       and a sentence for people.
     * ``points``: a batch of final points (world frame of the final result) as soon as they
       exist. The batches are disjoint and their union is ``Reconstruction.point_cloud()``.
+    * ``preview``: a provisional look (see ``Preview``) while the result is computed; engines
+      that have nothing to show early never call it.
 
     Either may raise ``Cancelled`` to stop the job.
     """
@@ -48,6 +78,9 @@ class Observer:
         pass
 
     def points(self, cloud: PointCloud) -> None:
+        pass
+
+    def preview(self, preview: Preview) -> None:
         pass
 
 

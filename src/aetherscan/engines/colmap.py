@@ -36,8 +36,9 @@ import numpy as np
 from PIL import Image
 
 import aetherscan
-from aetherscan.engines.base import EngineError, Observer, Photo
+from aetherscan.engines.base import EngineError, Observer, Photo, Preview, PreviewCamera
 from aetherscan.engines.sfm.mapping import MAPPERS
+from aetherscan.engines.sfm.preview import PREVIEW_POINTS
 from aetherscan.geometry.camera import colmap_K_to_opencv_K
 from aetherscan.photos import open_photo_array
 from aetherscan.reconstruction import DroppedPhoto, PointCloud, Quality, Reconstruction, View
@@ -46,8 +47,8 @@ log = logging.getLogger(__name__)
 
 # The worker's environment names its parent, so that it ends when the parent dies.
 PARENT_PID_VARIABLE = "AETHERSCAN_WORKER_PARENT_PID"
-DENSIFY_END = 0.95  # share of the job done when dense stereo ends (the child ends at 0.65)
-SFM_END = 0.65
+DENSIFY_END = 0.97  # share of the job done when dense stereo ends (the child ends at 0.85)
+SFM_END = 0.85
 LOG_TAIL_LINES = 3
 
 
@@ -61,8 +62,10 @@ class ColmapEngine:
     sparse SfM points. ``mappers``: the SfM methods to run; with both, the model that agrees
     best with the verified photo pairs is kept (see ``aetherscan.engines.sfm.quality``).
     ``still_background``: drop the matches that do not move between two photos (the background
-    behind a turntable) ``always``, ``never``, or ``auto`` when most pairs show such matches. Masks (``Photo.mask_path`` or a photo's alpha) keep features and dense
-    points on the subject.
+    behind a turntable) ``always``, ``never``, or ``auto`` when most pairs show such matches.
+    Masks (``Photo.mask_path`` or a photo's alpha) keep features and dense points on the
+    subject. ``previews``: send the observer provisional cameras and sparse points while the
+    sparse part runs (``aetherscan.engines.sfm.preview``); the result is the same without.
     """
 
     name = "colmap"
@@ -77,6 +80,7 @@ class ColmapEngine:
         matching: Literal["auto", "exhaustive", "pruned"] = "auto",
         mappers: Sequence[str] = MAPPERS,
         still_background: Literal["auto", "always", "never"] = "auto",
+        previews: bool = True,
         _abort_at: str | None = None,  # test hook: the child aborts at the start of this stage
     ) -> None:
         if max_image_px < 64:
@@ -97,6 +101,7 @@ class ColmapEngine:
                 f"still_background must be auto, always or never, got {still_background!r}"
             )
         self.still_background = still_background
+        self.previews = previews
         self._abort_at = _abort_at
 
     def reconstruct(
@@ -115,6 +120,8 @@ class ColmapEngine:
             # CPU seconds of the SfM worker per stage: on a busy machine, steadier than wall time.
             timings |= {f"{k}_cpu": v for k, v in header["stats"].get("cpu_s", {}).items()}
             log.info("COLMAP: %s", header["stats"])
+            if self.densify and self.previews:  # final poses; dense points take a while yet
+                observer.preview(_sparse_preview(views, sparse))
             dense_start, dense_cpu = time.perf_counter(), time.process_time()
             densified = self.densify and self._densify(views, header, work, sparse, observer)
             if densified:
@@ -151,6 +158,7 @@ class ColmapEngine:
             "matching": self.matching,
             "mappers": list(self.mappers),
             "still_background": self.still_background,
+            "previews": self.previews,
             "abort_at": self._abort_at,
         }
         spec_path = work / "spec.json"
@@ -180,6 +188,8 @@ class ColmapEngine:
                     if message["type"] == "progress":
                         stage = message["stage"]
                         observer.progress(stage, message["fraction"], message["message"])
+                    elif message["type"] == "preview":
+                        observer.preview(_preview_from_json(message))
                     else:
                         outcome = message
                 child.wait()
@@ -334,6 +344,39 @@ class ColmapEngine:
             log.warning("dense stereo found no points: keeping the sparse cloud")
             return False
         return True
+
+
+def _preview_from_json(message: dict) -> Preview:
+    """A preview line of the SfM worker (``aetherscan.engines.sfm.preview``)."""
+    xyz = np.asarray(message["points"]["xyz"], np.float32).reshape(-1, 3)
+    rgb = np.asarray(message["points"]["rgb"], np.uint8).reshape(-1, 3)
+    cameras = [
+        PreviewCamera(
+            name=c["name"],
+            width=c["width"],
+            height=c["height"],
+            K=np.asarray(c["K"], float),
+            cam_from_world=np.asarray(c["cam_from_world"], float),
+        )
+        for c in message["cameras"]
+    ]
+    cloud = PointCloud(xyz, rgb, np.ones(len(xyz), np.float32), np.full(len(xyz), -1, np.int32))
+    return Preview(cameras, cloud, message["message"])
+
+
+def _sparse_preview(views: list[View], sparse: dict) -> Preview:
+    """The result's cameras and a sample of its sparse points, while dense stereo runs."""
+    xyz, rgb = sparse["points/xyz"], sparse["points/rgb"]
+    if len(xyz) > PREVIEW_POINTS:
+        keep = np.sort(np.random.default_rng(0).choice(len(xyz), PREVIEW_POINTS, replace=False))
+        xyz, rgb = xyz[keep], rgb[keep]
+    cameras = [PreviewCamera(v.name, v.width, v.height, v.K, v.cam_from_world) for v in views]
+    cloud = PointCloud(xyz, rgb, np.ones(len(xyz), np.float32), np.full(len(xyz), -1, np.int32))
+    return Preview(
+        cameras,
+        cloud,
+        f"{len(views)} photos placed; computing their dense points (sparse points shown)",
+    )
 
 
 __all__ = ["ColmapEngine"]

@@ -145,7 +145,7 @@ def map_and_check(
         if results and results[-1][1].convincing(len(connected)):
             break
         candidate = job.timed(
-            f"mapper_{mapper}", lambda m=mapper: run_mapper(job, m, id_to_index, connected)
+            f"mapper_{mapper}", lambda m=mapper: run_mapper(job, m, id_to_index, connected, by_id)
         )
         if candidate is None:
             continue

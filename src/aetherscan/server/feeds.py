@@ -4,7 +4,8 @@
   however many sessions read them and however slowly. A reader is a position in the feed, so a
   reader that falls behind costs the server nothing of its own: the feed holds the job's points
   once (the arrays the engine's result holds anyway), and a run of progress of one stage, or of
-  queue positions, collapses to the latest, which is all that a reader behind needs. A session
+  queue positions, collapses to the latest, which is all that a reader behind needs; of the
+  previews only the newest is kept (a reader skips the ones it replaced). A session
   that attaches to a running job reads the same feed from its start (feature ``attach``).
 - **Sessions**: how many WebSocket sessions each client has and how many there are in all
   (settings ``max_ws_sessions_per_client``, ``max_ws_sessions_total``), the feeds of the open
@@ -26,6 +27,7 @@ from aetherscan.server.jobs import (
     FailedEvent,
     Job,
     JobEvent,
+    PreviewEvent,
     ProgressEvent,
     QueuedEvent,
 )
@@ -45,6 +47,7 @@ class JobFeed:
         self.follower: Follower | None = None  # the session that follows the job now
         self._readers: set[FeedReader] = set()
         self._added = asyncio.Event()
+        self._preview: PreviewEvent | None = None
         for event in events:
             self.add(event)
 
@@ -53,6 +56,12 @@ class JobFeed:
         return bool(self.events) and isinstance(self.events[-1], END_EVENTS)
 
     def add(self, event: JobEvent) -> None:
+        if isinstance(event, PreviewEvent):
+            # The newest preview replaces the others: readers that have not sent one yet skip
+            # it, and its points are freed.
+            if self._preview is not None:
+                self._preview.preview = None
+            self._preview = event
         last = self.events[-1] if self.events else None
         if _supersedes(event, last):
             self.events[-1] = event
@@ -94,12 +103,14 @@ class FeedReader:
         return len(self.feed.events) - self.position
 
     async def next(self) -> JobEvent:
-        """The next event, once there is one."""
-        while self.position >= len(self.feed.events):
-            await self.feed._added.wait()
-        event = self.feed.events[self.position]
-        self.position += 1
-        return event
+        """The next event, once there is one (previews that a later one replaced are skipped)."""
+        while True:
+            while self.position >= len(self.feed.events):
+                await self.feed._added.wait()
+            event = self.feed.events[self.position]
+            self.position += 1
+            if not (isinstance(event, PreviewEvent) and event.preview is None):
+                return event
 
     def close(self) -> None:
         self.feed._readers.discard(self)

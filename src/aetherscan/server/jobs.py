@@ -26,7 +26,7 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from aetherscan.engines.base import Cancelled, Engine, EngineError, Observer, Photo
+from aetherscan.engines.base import Cancelled, Engine, EngineError, Observer, Photo, Preview
 from aetherscan.reconstruction import PointCloud, Reconstruction
 from aetherscan.server.results import download_urls, write_results
 from aetherscan.server.storage import PhotoRecord, Storage, StorageError, without_paths
@@ -59,6 +59,14 @@ class PointsEvent:
 
 
 @dataclass
+class PreviewEvent:
+    """A provisional look (``aetherscan.engines.base.Preview``); ``preview`` is None once a
+    later one replaced it (the feed keeps only the newest: ``aetherscan.server.feeds``)."""
+
+    preview: Preview | None
+
+
+@dataclass
 class DoneEvent:
     reconstruction: Reconstruction
     downloads: dict[str, str]
@@ -74,7 +82,15 @@ class CancelledEvent:
     reason: str
 
 
-JobEvent = QueuedEvent | ProgressEvent | PointsEvent | DoneEvent | FailedEvent | CancelledEvent
+JobEvent = (
+    QueuedEvent
+    | ProgressEvent
+    | PointsEvent
+    | PreviewEvent
+    | DoneEvent
+    | FailedEvent
+    | CancelledEvent
+)
 
 
 @dataclass(eq=False)
@@ -117,6 +133,10 @@ class _JobObserver(Observer):
         if len(cloud):
             self.points_sent += len(cloud)
             self.manager.loop.call_soon_threadsafe(self.job.publish, PointsEvent(cloud))
+
+    def preview(self, preview: Preview) -> None:
+        self.check()
+        self.manager.loop.call_soon_threadsafe(self.job.publish, PreviewEvent(preview))
 
     def check(self) -> None:
         if self.job.cancel_requested.is_set():

@@ -47,7 +47,16 @@ from aetherscan.reconstruction import MASK_SOURCES, PointCloud
 log = logging.getLogger(__name__)
 
 PROTOCOL_VERSION = 1
-FEATURES = ("progress", "cameras", "job", "binary_points", "quality", "masks", "attach")
+FEATURES = (
+    "progress",
+    "cameras",
+    "job",
+    "binary_points",
+    "quality",
+    "masks",
+    "attach",
+    "preview",
+)
 MAX_POINTS_PER_MESSAGE = 5000  # JSON points messages
 MAX_POINTS_PER_FRAME = 65536  # binary point frames
 MAX_NESTING = 32  # lists and objects in a client message; the protocol's own have 2
@@ -288,6 +297,23 @@ class Cameras(_ServerMessage):
     dropped: list[DroppedInfo] = Field(default_factory=list)
 
 
+class PreviewPoints(_Reply):
+    positions: list[float] = Field(description="x y z of each point, one after another")
+    colors: list[int] = Field(description="r g b (0-255) of each point, one after another")
+
+
+class PreviewMessage(_ServerMessage):
+    """EXTENSION 'preview': a provisional look while the result is computed (the cameras placed
+    so far and a sample of sparse points, in a world frame of its own). Each preview replaces
+    the one before; the result's first points replace the preview's points, and ``cameras``
+    replaces its cameras. None of it counts in ``total_points``."""
+
+    type: Literal["preview"] = "preview"
+    message: str
+    cameras: list[Camera]
+    points: PreviewPoints
+
+
 class CancelledMessage(_ServerMessage):
     """EXTENSION: the answer to cancel."""
 
@@ -322,6 +348,7 @@ ServerMessage = Annotated[
     | Progress
     | Queued
     | Cameras
+    | PreviewMessage
     | CancelledMessage
     | MaskReceived
     | Attached,

@@ -29,6 +29,7 @@ import numpy as np
 from fastapi import APIRouter, WebSocket
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
+from aetherscan.engines.base import Preview
 from aetherscan.reconstruction import PointCloud, load_reconstruction
 from aetherscan.server.feeds import FeedReader, JobFeed, Sessions, sessions_of
 from aetherscan.server.jobs import (
@@ -38,6 +39,7 @@ from aetherscan.server.jobs import (
     Job,
     JobEvent,
     PointsEvent,
+    PreviewEvent,
     ProgressEvent,
     QueuedEvent,
 )
@@ -59,6 +61,8 @@ from aetherscan.server.protocol import (
     MaskReceived,
     Ping,
     Pong,
+    PreviewMessage,
+    PreviewPoints,
     Progress,
     QualityInfo,
     Queued,
@@ -568,6 +572,10 @@ class Session:
             await self.send(progress.to_json())
         elif isinstance(event, PointsEvent):
             return await self._send_points(event.cloud)
+        elif isinstance(event, PreviewEvent) and "preview" in self.features:
+            preview = event.preview  # None: a newer preview replaced it meanwhile
+            if preview is not None:
+                await self.send(_preview_message(preview).to_json())
         elif isinstance(event, DoneEvent):
             self._end(job_id)
             if "cameras" in self.features:
@@ -674,6 +682,28 @@ def decode_data_url(data: str, label: str, code: str = "bad_photo") -> bytes:
         raise Refused(
             f'{label}: the base64 in "data" is damaged or truncated ({exc})', code=code
         ) from None
+
+
+def _preview_message(preview: Preview) -> PreviewMessage:
+    cloud = preview.cloud
+    return PreviewMessage(
+        message=preview.message,
+        cameras=[
+            Camera(
+                name=camera.name,
+                width=camera.width,
+                height=camera.height,
+                K=np.asarray(camera.K, float).tolist(),
+                cam_from_world=np.asarray(camera.cam_from_world, float).tolist(),
+            )
+            for camera in preview.cameras
+        ],
+        points=PreviewPoints(
+            # 6 significant digits: a preview is a look, not data.
+            positions=[float(f"{v:.6g}") for v in cloud.xyz.ravel().tolist()],
+            colors=cloud.rgb.ravel().tolist(),
+        ),
+    )
 
 
 def _cameras_message(event: DoneEvent) -> Cameras:

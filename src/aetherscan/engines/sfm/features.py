@@ -10,6 +10,7 @@ import numpy as np
 
 from aetherscan.engines.sfm.job import SfmJob
 from aetherscan.engines.sfm.loading import PhotoInfo
+from aetherscan.engines.sfm.preview import first_look
 
 # Photos with fewer features than this at their own resolution get the upsampled octave too.
 MIN_FEATURES_FAST = 1500
@@ -26,6 +27,8 @@ def extract_features(job: SfmJob, infos: list[PhotoInfo], image_ids: dict[int, i
     fast = _extraction_options(job, first_octave=0)
     probe_path = job.work / "probe.db"
     _extract_to(job, probe_path, names, fast)
+    if job.previews:
+        job.timed("first_look", lambda: first_look(job, infos, probe_path))
     probe = pycolmap.Database.open(probe_path)
     probe_ids = {n: _image_id(probe, n) for n in names}
     counts = {n: probe.num_keypoints_for_image(probe_ids[n]) for n in names}
@@ -61,14 +64,24 @@ def extract_features(job: SfmJob, infos: list[PhotoInfo], image_ids: dict[int, i
             0.25,
             f"{len(sparse)} photos have little detail: looking again at twice the resolution",
         )
-        pycolmap.extract_features(
-            job.database_path,
-            job.images_dir,
-            image_names=sparse,
-            reader_options=_reader_options(job),
-            extraction_options=upsampled,
-            device=pycolmap.Device.cpu,
-        )
+        # In groups, so that the parent hears how far it got (4x the time of the first pass).
+        group = max(4, len(sparse) // 8)
+        for start in range(0, len(sparse), group):
+            pycolmap.extract_features(
+                job.database_path,
+                job.images_dir,
+                image_names=sparse[start : start + group],
+                reader_options=_reader_options(job),
+                extraction_options=upsampled,
+                device=pycolmap.Device.cpu,
+            )
+            done = min(start + group, len(sparse))
+            job.progress(
+                "features",
+                0.25 + 0.75 * done / len(sparse),
+                f"{len(sparse)} photos have little detail: looked again at twice the "
+                f"resolution at {done} of them",
+            )
     db = pycolmap.Database.open(job.database_path)
     found = {info.index: db.num_keypoints_for_image(image_ids[info.index]) for info in infos}
     db.close()

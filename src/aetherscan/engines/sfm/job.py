@@ -11,9 +11,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-# Share of the whole job at the end of each stage (the parent adds densify on top).
-STAGE_END = {"load": 0.06, "features": 0.25, "matching": 0.45, "mapping": 0.65}
-STAGE_START = {"load": 0.0, "features": 0.06, "matching": 0.25, "mapping": 0.45}
+# Share of the whole job at the end of each stage (the parent adds densify on top), after the
+# shares of wall time measured on 16 hand-held photos (features 43 %, matching 37 %, mapping 5 %,
+# dense stereo 10 %) and on 100 (26, 41, 29 %, no dense): a page can estimate the time left
+# from the fraction done (docs/benchmarks.md, "Time left").
+STAGE_END = {"load": 0.03, "features": 0.40, "matching": 0.72, "mapping": 0.85}
+STAGE_START = {"load": 0.0, "features": 0.03, "matching": 0.40, "mapping": 0.72}
 
 
 class SfmFailure(Exception):
@@ -52,6 +55,12 @@ class SfmJob:
     @property
     def database_path(self) -> Path:
         return self.work / self.database_name
+
+    @property
+    def previews(self) -> bool:
+        """Whether to send previews (``aetherscan.engines.sfm.preview``): not in a second
+        attempt, whose first pass sent them already."""
+        return bool(self.spec.get("previews", True)) and not self.affine_features
 
     @property
     def threads(self) -> int:

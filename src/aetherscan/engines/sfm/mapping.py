@@ -17,6 +17,8 @@ from typing import Any
 
 from aetherscan.engines.sfm.job import SfmFailure, SfmJob
 from aetherscan.engines.sfm.joining import join_models
+from aetherscan.engines.sfm.loading import PhotoInfo
+from aetherscan.engines.sfm.preview import LivePreviews
 
 MIN_PAIR_INLIERS = 15  # a pair with fewer verified matches connects nothing
 MIN_PAIR_POINTS = 30  # a two-photo model with fewer points is not trusted
@@ -61,11 +63,18 @@ def connected_photos(job: SfmJob, id_to_index: dict[int, int]) -> set[int]:
     return connected & id_to_index.keys()
 
 
-def run_mapper(job: SfmJob, mapper: str, id_to_index: dict[int, int], connected: set[int]):
-    """One mapper on the database: a Candidate, or None when it placed nothing."""
+def run_mapper(
+    job: SfmJob,
+    mapper: str,
+    id_to_index: dict[int, int],
+    connected: set[int],
+    by_id: dict[int, PhotoInfo] | None = None,
+):
+    """One mapper on the database: a Candidate, or None when it placed nothing. With ``by_id``
+    (image id -> photo) the incremental mapper's growing model is sent as previews."""
     job.stage("mapping", f"placing the photos ({mapper} structure from motion)")
     if mapper == "incremental":
-        models = _incremental(job, len(connected))
+        models = _incremental(job, len(connected), by_id)
     elif mapper == "global":
         models = _global(job)
     else:
@@ -93,7 +102,9 @@ def run_mapper(job: SfmJob, mapper: str, id_to_index: dict[int, int], connected:
     return candidate
 
 
-def _incremental(job: SfmJob, total: int) -> list:
+def _incremental(job: SfmJob, total: int, by_id: dict[int, PhotoInfo] | None) -> list:
+    """COLMAP's incremental pipeline (what ``pycolmap.incremental_mapping`` runs), with the
+    growing model sent as a preview while it places photos."""
     import pycolmap
 
     options = pycolmap.IncrementalPipelineOptions()
@@ -102,18 +113,28 @@ def _incremental(job: SfmJob, total: int) -> list:
     options.max_num_models = 10
     options.random_seed = SEED
     options.extract_colors = True
+    options.image_path = str(job.images_dir)
+    manager = pycolmap.ReconstructionManager()
+    previews = LivePreviews(job, by_id, total) if job.previews and by_id else None
     registered = [0]
 
     def next_image() -> None:
         # Counts every registration, in all models and retries: capped at the total.
         registered[0] = min(registered[0] + 1, total)
         job.progress("mapping", registered[0] / total, f"placed {registered[0]} of {total} photos")
+        if previews is not None and manager.size():
+            previews.maybe_send(manager.get(manager.size() - 1))  # the model growing now
 
-    out = job.work / "sparse"
-    models = pycolmap.incremental_mapping(
-        job.database_path, job.images_dir, out, options, next_image_callback=next_image
-    )
-    return list(models.values())
+    database = pycolmap.Database.open(job.database_path)
+    try:
+        pipeline = pycolmap.IncrementalPipeline(options, database, manager)
+        pipeline.add_callback(
+            pycolmap.IncrementalPipelineCallback.NEXT_IMAGE_REG_CALLBACK, next_image
+        )
+        pipeline.run()
+    finally:
+        database.close()
+    return [manager.get(i) for i in range(manager.size())]
 
 
 def _global(job: SfmJob) -> list:
