@@ -13,6 +13,7 @@ import {
   setPickedFrustum,
 } from "./cameras.js";
 import { PointCloudLayer } from "./cloud.js";
+import { PreviewLayer } from "./preview.js";
 
 // Engine worlds use OpenCV axes (y down, z forward from the first photo). Turned half a turn
 // about x, the first photo's view looks down -z with y up, as three.js expects.
@@ -39,6 +40,8 @@ export class SceneView {
     // Once a person moves the view, new points no longer move it for them.
     this.controls.addEventListener("start", () => {
       this.autoFit = false;
+      // A view chosen for a preview frames the preview's own world, not the result's.
+      if (this.preview.shown && this.cloud.frames.length === 0) this.movedOnPreview = true;
     });
 
     this.scene = new THREE.Scene();
@@ -48,14 +51,18 @@ export class SceneView {
     this.cloud = new PointCloudLayer();
     this.cloud.uniforms.pixelRatio.value = this.renderer.getPixelRatio();
     this.content.add(this.cloud.group);
+    this.preview = new PreviewLayer(); // a job's provisional look while it runs
+    this.content.add(this.preview.group);
     this.frustums = null;
     this.camerasVisible = true;
     this.cameras = [];
     this.pickedPhoto = null; // the camera index picked (its photo shown, its points highlighted)
-    // "select" (detail: the index or null), "cameras", "clear", and "render" after each picture.
+    // "select" (detail: the index or null), "cameras", "preview" (detail: its message, or null
+    // once it is gone), "clear", and "render" after each picture.
     this.events = new EventTarget();
 
     this.autoFit = true;
+    this.movedOnPreview = false;
     this.fitPending = false;
     this.renderPending = false;
     this.redrawAll = true; // false: only newFrames need drawing over the last picture
@@ -83,16 +90,50 @@ export class SceneView {
   addFrame(frame) {
     this.newFrames.push(this.cloud.add(frame));
     if (this.autoFit) this.fitPending = true;
-    this.requestRender(false);
+    // The result's first points replace the preview's.
+    const replaces = this.preview.points !== null;
+    if (replaces) this.preview.hidePoints();
+    if (replaces && this.movedOnPreview) {
+      // The person moved the view around a preview, whose world is not the result's: the
+      // result's first points are framed once, then it is theirs again.
+      this.movedOnPreview = false;
+      this.resetView();
+    }
+    this.requestRender(replaces);
+    if (replaces) this._previewChanged();
+  }
+
+  /**
+   * Show a "preview" message (feature "preview"): provisional cameras and sparse points,
+   * replacing the preview before. The view follows them until the person moves it.
+   */
+  setPreview(message) {
+    this.preview.show(message, (cameras, box) => this._frustumDepth(cameras, box));
+    // Once the result's points are here, a late preview's points are not shown.
+    if (this.cloud.frames.length > 0) this.preview.hidePoints();
+    if (this.cameras.length > 0) this.preview.hideCameras();
+    if (this.preview.frustums) this.preview.frustums.visible = this.camerasVisible;
+    if (this.cameras.length === 0) this._level();
+    if (this.autoFit) this.fitPending = true;
+    this.requestRender();
+    this._previewChanged();
+  }
+
+  _previewChanged() {
+    const detail = this.preview.shown ? this.preview.message : null;
+    this.events.dispatchEvent(new CustomEvent("preview", { detail }));
   }
 
   /** Show the cameras of a "cameras" message (replacing earlier ones). */
   setCameras(cameras) {
     this.cameras = cameras;
+    // The result's cameras replace the preview's.
+    const hadPreview = this.preview.frustums !== null;
+    if (hadPreview) this.preview.hideCameras();
     const before = this.content.quaternion.clone();
     this._level();
     // Frustums added to an unchanged picture are drawn over it, like new points.
-    let redraw = this.content.quaternion.angleTo(before) > 1e-9;
+    let redraw = hadPreview || this.content.quaternion.angleTo(before) > 1e-9;
     if (this.frustums) {
       this.content.remove(this.frustums);
       disposeFrustums(this.frustums);
@@ -109,11 +150,13 @@ export class SceneView {
     if (this.autoFit) this.fitPending = true;
     this.requestRender(redraw);
     this.events.dispatchEvent(new Event("cameras"));
+    if (hadPreview) this._previewChanged();
   }
 
   setCamerasVisible(visible) {
     this.camerasVisible = visible;
     if (this.frustums) this.frustums.visible = visible;
+    if (this.preview.frustums) this.preview.frustums.visible = visible;
     if (this.autoFit) this.fitPending = true;
     this.requestRender();
   }
@@ -157,7 +200,10 @@ export class SceneView {
 
   clear() {
     this.newFrames = [];
+    this.movedOnPreview = false;
     this.cloud.clear();
+    this.preview.clear();
+    this._previewChanged();
     this.pickedPhoto = null;
     this.setCameras([]);
     this.content.quaternion.copy(OPENCV_WORLD_TO_VIEW);
@@ -234,9 +280,12 @@ export class SceneView {
     }
   }
 
-  /** Turn the content so that the photos' average up direction points up on screen. */
+  /**
+   * Turn the content so that the photos' average up direction points up on screen (the
+   * preview's cameras until the result's come).
+   */
   _level() {
-    const up = meanCameraUp(this.cameras);
+    const up = meanCameraUp(this.cameras.length > 0 ? this.cameras : this.preview.cameras);
     this.content.quaternion.copy(OPENCV_WORLD_TO_VIEW);
     if (!up) return;
     const upInView = up.clone().applyQuaternion(OPENCV_WORLD_TO_VIEW);
@@ -244,22 +293,21 @@ export class SceneView {
     this.content.quaternion.premultiply(tilt);
   }
 
-  /** How deep to draw the frustums, in world units. */
-  _frustumDepth() {
-    const centres = cameraCentres(this.cameras).map((c) => new THREE.Vector3(...c));
+  /** How deep to draw the frustums of `cameras` near the points in `box`, in world units. */
+  _frustumDepth(cameras = this.cameras, box = this.cloud.robustBox()) {
+    const centres = cameraCentres(cameras).map((c) => new THREE.Vector3(...c));
     const median = (values) => {
       const sorted = values.filter((v) => v > 0 && Number.isFinite(v)).sort((a, b) => a - b);
       return sorted.length > 0 ? sorted[Math.floor(sorted.length / 2)] : null;
     };
     // A quarter of the spacing of neighbouring cameras, so that frustums do not overlap (a
     // long lens's narrow frustums may go deeper by its focal length in image widths) ...
-    const lens = median(this.cameras.map((camera) => camera.K[0][0] / camera.width)) ?? 1;
+    const lens = median(cameras.map((camera) => camera.K[0][0] / camera.width)) ?? 1;
     const neighbours = median(
       centres.map((c, i) => Math.min(...centres.filter((_, j) => j !== i).map((d) => c.distanceTo(d)))),
     );
     const spacing = neighbours && neighbours * Math.max(1, lens);
     // ... and a tenth of the distance to the cloud, so that they do not hide it.
-    const box = this.cloud.robustBox();
     const reach = box ? median(centres.map((c) => c.distanceTo(box.getCenter(new THREE.Vector3())))) : null;
     const depths = [spacing && 0.25 * spacing, reach && 0.1 * reach].filter((d) => d);
     return depths.length > 0 ? Math.min(...depths) : 0.1;
@@ -271,8 +319,11 @@ export class SceneView {
    */
   _contentBox() {
     const box = this.cloud.robustBox() ?? new THREE.Box3();
-    if (this.camerasVisible && this.cameras.length > 0) {
-      for (const centre of cameraCentres(this.cameras)) box.expandByPoint(new THREE.Vector3(...centre));
+    const previewBox = this.preview.box();
+    if (previewBox) box.union(previewBox);
+    const cameras = [...this.cameras, ...this.preview.cameras];
+    if (this.camerasVisible && cameras.length > 0) {
+      for (const centre of cameraCentres(cameras)) box.expandByPoint(new THREE.Vector3(...centre));
     }
     if (box.isEmpty()) return null;
     this.content.updateMatrixWorld();
@@ -305,8 +356,9 @@ export class SceneView {
 
     // Look the way the first photo looked, from a little above.
     const direction = new THREE.Vector3(0, 0.35, 1);
-    if (this.cameras.length > 0) {
-      const first = new THREE.Vector3(...cameraCentres(this.cameras)[0]);
+    const cameras = this.cameras.length > 0 ? this.cameras : this.preview.cameras;
+    if (cameras.length > 0) {
+      const first = new THREE.Vector3(...cameraCentres(cameras)[0]);
       first.applyMatrix4(this.content.matrixWorld).sub(centre);
       first.y = Math.max(first.y, 0) + 0.35 * first.length();
       if (first.lengthSq() > 1e-12) direction.copy(first);

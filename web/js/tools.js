@@ -1,6 +1,7 @@
 // The view's tools, wired to the page: a click on the view picks a photo (its frustum) or,
-// while measuring, a point; a click on a thumbnail picks its photo. main.js calls
-// installSceneTools once, and tells the tools when a job is done (its scale, if set).
+// while measuring, a point; a click on a thumbnail picks its photo; a line says what a
+// preview shows. main.js calls installSceneTools once, and tells the tools when a job is done
+// (its scale, if set).
 
 import { PhotoInspector } from "./inspect.js";
 import { Measure } from "./measure.js";
@@ -39,6 +40,7 @@ export function installSceneTools({ view, viewport, thumbnails, photoUrl, job, c
     job,
   );
   const inspector = new PhotoInspector(view, viewport, photoUrl, onChange);
+  showPreviewCaption(view, viewport);
   if (controls && engine) controls.engineName = engine;
 
   listenForClicks(view.renderer.domElement, (event) => {
@@ -68,6 +70,19 @@ export function installSceneTools({ view, viewport, thumbnails, photoUrl, job, c
       measure.setScale(status?.scale?.metres_per_unit ?? null);
     },
   };
+}
+
+/** While a preview is drawn, a line over the view says what it is (the server's words). */
+function showPreviewCaption(view, viewport) {
+  const caption = document.createElement("div");
+  caption.className = "preview-caption";
+  caption.hidden = true;
+  viewport.appendChild(caption);
+  view.events.addEventListener("preview", (event) => {
+    const message = event.detail;
+    caption.hidden = message === null;
+    caption.textContent = message ? `Preview: ${message}` : "";
+  });
 }
 
 /** Calls onClick(pointerEvent) for a primary-button press and release that did not drag. */
