@@ -407,6 +407,11 @@ const HANDLERS = {
     showDropped(message.dropped ?? []);
     updateStats();
   },
+  preview(message) {
+    if (!app.acceptJobData) return;
+    view.setPreview(message); // provisional: replaced by the result's points and cameras
+    ui.emptyHint.hidden = true;
+  },
   points(message, size) {
     if (!app.acceptJobData) return;
     app.jsonMessages += 1;
