@@ -186,3 +186,9 @@ def test_flowerpot_fixtures_give_sane_cameras_and_name_every_photo_left_out():
         assert view.K[0, 0] == pytest.approx(3.81 / 4.65 * 640, rel=0.2)
         depth = view.cam_from_world[2, :3] @ centre + view.cam_from_world[2, 3]
         assert depth > 0  # the pot is in front of every camera
+    # Sparse confidence: the photos that see a point (whole part) and how closely its
+    # reprojection fits them (fraction): spread finely enough to rank points by.
+    confidence = rec.point_cloud().confidence
+    seen_by = np.floor(confidence)
+    assert seen_by.min() >= 2 and seen_by.max() <= len(placed)
+    assert len(np.unique(confidence)) > len(np.unique(seen_by)) * 10

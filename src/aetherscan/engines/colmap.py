@@ -12,10 +12,13 @@ Output conventions (see ``aetherscan.reconstruction``): ``K`` at the original ph
 one radial distortion coefficient per camera; the views carry the pinhole part, and the images
 given to dense stereo are undistorted to it first.
 
-Point confidence (always >= 2 here, so it passes the default min_confidence of 1): the number of
-photos that see the point consistently. For the dense cloud that is what densify reports (views
-whose depth maps agree, the owning view included); for the sparse cloud it is the SfM track length
-(photos whose features triangulate to the point).
+Point confidence (always >= 2 here, so it passes the default min_confidence of 1): its whole part
+is the number of photos that see the point consistently, its fraction (below 1) how closely they
+agree. For the dense cloud that is what densify reports (views whose depth maps agree, the owning
+view included; the fraction from their depth differences); for the sparse cloud the SfM track
+length (photos whose features triangulate to the point; the fraction from its reprojection error,
+1 at 0 px, 0 at ``MAX_REPROJECTION_PX``). A viewer can rank points by it (a percentile) and say
+"seen by at least K photos" from its whole part.
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ log = logging.getLogger(__name__)
 PARENT_PID_VARIABLE = "AETHERSCAN_WORKER_PARENT_PID"
 DENSIFY_END = 0.97  # share of the job done when dense stereo ends (the child ends at 0.85)
 SFM_END = 0.85
+MAX_REPROJECTION_PX = 4.0  # COLMAP's own filter: no sparse point has a larger mean error
 LOG_TAIL_LINES = 3
 
 
@@ -255,7 +259,8 @@ class ColmapEngine:
     def _sparse_points(views: list[View], sparse: dict, observer: Observer) -> None:
         """The cloud when there is no dense stereo: SfM track points, owned by their nearest view."""
         owner = sparse["points/view"]
-        confidence = sparse["points/track_length"].astype(np.float32)
+        closeness = 1 - np.clip(sparse["points/error_px"] / MAX_REPROJECTION_PX, 0, 1)
+        confidence = (sparse["points/track_length"] + 0.999 * closeness).astype(np.float32)
         for k, view in enumerate(views):
             mine = owner == k
             view.points = sparse["points/xyz"][mine]

@@ -44,7 +44,7 @@ def write_result(
             }
         )
         view_of_image[image_ids[info.index]] = k
-    xyz, rgb, track_length, view = [], [], [], []
+    xyz, rgb, track_length, error_px, view = [], [], [], [], []
     poses = {i: owner[i].image(i).cam_from_world() for i in view_of_image}
     for model, ids in parts:
         # A joined model contributes the points that its own new photos see.
@@ -58,10 +58,12 @@ def write_result(
             xyz.append(point.xyz)
             rgb.append(point.color)
             track_length.append(len(observers))
+            error_px.append(point.error)  # mean reprojection error over the track
             view.append(view_of_image[observers[int(np.argmin(depths))]])
     arrays["points/xyz"] = np.asarray(xyz, np.float32).reshape(-1, 3)
     arrays["points/rgb"] = np.asarray(rgb, np.uint8).reshape(-1, 3)
     arrays["points/track_length"] = np.asarray(track_length, np.int32)
+    arrays["points/error_px"] = np.asarray(error_px, np.float32)
     arrays["points/view"] = np.asarray(view, np.int32)
     header = {
         "views": views,
