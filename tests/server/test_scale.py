@@ -10,6 +10,7 @@ import json
 import math
 import sqlite3
 import struct
+import time
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,6 +62,15 @@ def put_scale(server: RunningServer, job_id: str, body: object) -> dict:
     answer = server.http.put(f"/api/jobs/{job_id}/scale", json=body)
     assert answer.status_code == 200, answer.text
     return answer.json()
+
+
+def eventually(condition, timeout_s: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
 
 
 # Reading every download back ------------------------------------------------------------------
@@ -256,12 +266,15 @@ def test_a_second_scale_replaces_the_first_and_delete_goes_back(server, tmp_path
     assert second["scale"] == {"metres_per_unit": 0.5}
     assert_scaled(read_all(server, status, tmp_path / "second"), plain, 0.5)
     result = server.settings.data_dir / "jobs" / job_id / "result"
-    assert [p.name for p in result.glob("metres-*")] == [scale_dir(result, 0.5).name]
+    # The first scale's files go once its downloads have let go, just after their responses.
+    assert eventually(
+        lambda: [p.name for p in result.glob("metres-*")] == [scale_dir(result, 0.5).name]
+    )
 
     removed = server.http.delete(f"/api/jobs/{job_id}/scale")
     assert removed.status_code == 200 and removed.json()["scale"] is None
     assert_scaled(read_all(server, status, tmp_path / "back"), plain, 1.0)
-    assert not list(result.glob("metres-*"))
+    assert eventually(lambda: not list(result.glob("metres-*")))
 
 
 REFUSED = [
@@ -359,3 +372,17 @@ def test_files_of_an_old_scale_stay_while_a_download_uses_them(tmp_path):
     again()
     assert new.is_dir()
     assert math.isclose(float.fromhex(new.name.removeprefix("metres-")), 0.25)
+
+
+def test_files_left_at_an_old_scale_go_after_the_next_download(server):
+    status = make_job(server)
+    job_id = status["job_id"]
+    put_scale(server, job_id, {"metres_per_unit": 0.5})
+    result = server.settings.data_dir / "jobs" / job_id / "result"
+    # What a download that began before the scale changed, or a killed process, left behind.
+    left = scale_dir(result, 9.0)
+    left.mkdir()
+    (left / "scene.ply").write_bytes(b"old")
+    assert server.http.get(status["downloads"]["ply"]).status_code == 200
+    assert eventually(lambda: not left.exists())
+    assert (scale_dir(result, 0.5) / "scene.ply").is_file()

@@ -171,7 +171,7 @@ async def download(job_id: str, file_name: str, service: ServiceDep) -> Response
     result_dir = service.storage.result_dir(job_id)
     photos = [Photo(p.label, p.path) for p in service.storage.photos(job_id)]
     # Until the file is sent: a delete waits for it, a new scale removes the old files after.
-    release = _both(service.storage.hold(job_id), use_scale(result_dir, scale))
+    release = _let_go(service, job_id, service.storage.hold(job_id), use_scale(result_dir, scale))
     try:
         keep = service.settings.keep_photo_location
         path = await _made(
@@ -394,12 +394,21 @@ def _finished_job(service: Service, job_id: str) -> JobRecord:
     return record
 
 
-def _both(first: Callable[[], None], second: Callable[[], None]) -> Callable[[], None]:
+def _let_go(
+    service: Service, job_id: str, job: Callable[[], None], scale: Callable[[], None]
+) -> Callable[[], None]:
+    """Let go of a download's scale, then of its job; on the way, remove the files of scales
+    that are no longer the job's (left by a download that began before the scale changed, or
+    by a process that was killed). Runs in a thread."""
+
     def release() -> None:
         try:
-            second()
+            scale()
+            record = service.storage.get(job_id)
+            if record is not None:
+                drop_other_scales(service.storage.result_dir(job_id), record.metres_per_unit)
         finally:
-            first()
+            job()
 
     return release
 
