@@ -9,6 +9,7 @@ import { showDownloads } from "./downloads.js";
 import { frameFromJsonPoints } from "./frames.js";
 import { loadFinishedJob } from "./jobs.js";
 import { Notices } from "./notices.js";
+import { revealInPanel } from "./panel.js";
 import { listenForFiles, PhotoList, Upload } from "./photos.js";
 import { decodePointFrame, FEATURES } from "./protocol.js";
 import { RecentScans } from "./recent.js";
@@ -64,6 +65,8 @@ const ui = {
   downloads: $("downloads"),
   downloadList: $("download-list"),
   viewport: $("viewport"),
+  panel: document.querySelector(".panel"),
+  look: document.querySelector(".step.look"),
   stats: $("stats"),
   emptyHint: $("empty-hint"),
 };
@@ -178,7 +181,12 @@ function nowMs() {
   return performance.timeOrigin + performance.now();
 }
 
-const showMessage = (text, level) => notices.say(text, level);
+// What was just said is scrolled into view above step 3 (which stays at the panel's bottom).
+const revealStatus = () => revealInPanel(ui.panel, ui.stageText, ui.messages, ui.look);
+const showMessage = (text, level) => {
+  notices.say(text, level);
+  revealStatus();
+};
 const clearMessages = () => notices.clear();
 const setStage = (text, fraction) => notices.stage(text, fraction);
 
@@ -201,6 +209,7 @@ function updateControls() {
   photos.setLocked(busy);
   ui.fileInput.disabled = busy;
   ui.dropzone.classList.toggle("disabled", busy);
+  ui.dropzone.classList.toggle("compact", photos.size > 0); // room for the list and step 2
   const usable = photos.usable.length; // the photos the checks did not leave out
   const enough = usable >= MIN_PHOTOS;
   const maxPhotos = app.limits.max_photos_per_job ?? Infinity;
@@ -296,6 +305,7 @@ connection.addEventListener("closed", (event) => {
       );
     } else {
       notices.say("The connection to the server was lost. Reconnecting…", "error", "connection");
+      revealStatus();
     }
   }
   if (!everConnected) {
@@ -462,6 +472,7 @@ async function start() {
   app.acceptJobData = true;
   setPhase("uploading");
   clock.start();
+  revealStatus();
   photos.prepareUpload();
   const sending = photos.usable;
   setStage(`Uploading ${sending.length} photos…`, 0);
@@ -539,6 +550,7 @@ function completeJob(totalPoints, downloads, result) {
   const judged = { cameras: app.cameras, sparseOnly: app.sparseOnly };
   notices.result(describeResult(app.quality, app.masks, summary, judged));
   updateStats();
+  revealStatus();
   if (totalPoints !== undefined && totalPoints !== received) {
     showMessage(`The server reported ${totalPoints} points but ${received} arrived.`, "warning");
   }
@@ -597,10 +609,11 @@ function showDropped(dropped) {
     const photo = photos.photos.find((p) => p.name === name);
     if (photo) photos.setStatus(photo, "dropped", 1, reason);
   }
-  const reasons = [...new Set(dropped.map((d) => d.reason))];
+  // Each photo's own reason is beside its thumbnail; the message stays short.
   const total = app.cameras + dropped.length;
+  const which = dropped.length === 1 ? dropped[0].name : `${dropped.length} of ${total} photos`;
   showMessage(
-    `${dropped.length} of ${total} photos could not be placed in the scene: ${reasons.join("; ")}. ` +
+    `${which} could not be placed in the scene (the reasons are beside the photos). ` +
       "Photos that overlap more with their neighbours help.",
     "warning",
   );

@@ -1,0 +1,167 @@
+"""While a job runs the page counts the time and, once the progress is steady, estimates the
+time left; at the end it shows the total. A 2-photo result (and one without dense points) says
+why it is rough and what to do."""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from pathlib import Path
+
+import pytest
+from browser_kit import (
+    LiveServer,
+    StagedEngine,
+    _require_server_app,
+    _require_three,
+    write_test_photos,
+)
+
+from aetherscan.reconstruction import Quality
+
+pytestmark = pytest.mark.browser
+
+HOOK = "window.aetherscan"
+SHOTS = Path(os.environ.get("AETHERSCAN_SHOTS", "/tmp/shots"))
+CLOCK = re.compile(r"^(\d+):(\d\d) elapsed(?: · about (\d+):(\d\d) left| · finishing…)?$")
+
+
+def start_server(tmp_path, engine) -> LiveServer:
+    _require_server_app()
+    _require_three()
+    return LiveServer(tmp_path / "data", engine=engine).start()
+
+
+def seconds(minutes: str, secs: str) -> int:
+    return 60 * int(minutes) + int(secs)
+
+
+def test_the_clock_counts_estimates_the_time_left_and_shows_the_total(page, tmp_path):
+    # 10 steps 0.8 s apart: about 8 s of work, its fraction following time.
+    engine = StagedEngine(steps=10, seconds_per_step=0.8)
+    server = start_server(tmp_path, engine)
+    try:
+        page.goto(server.url + "/")
+        page.wait_for_function(f"() => {HOOK} && {HOOK}.state === 'idle'")
+        assert page.is_hidden("#clock")
+        page.set_input_files("#file-input", write_test_photos(tmp_path, 3))
+        page.wait_for_function("() => !document.querySelector('#start').disabled")
+        started = time.monotonic()
+        page.click("#start")
+        seen = []  # (seconds since Start, the clock's text)
+        while page.evaluate(f"() => {HOOK}.state") not in ("done", "failed"):
+            seen.append((time.monotonic() - started, page.text_content("#clock")))
+            if len(seen) == 20:
+                page.screenshot(path=str(SHOTS / "page-running-clock.png"))
+            time.sleep(0.25)
+        total_s = time.monotonic() - started
+        running = [(at, CLOCK.match(text)) for at, text in seen if text]
+        assert running and all(match for _, match in running), seen
+        # It ticks every second, from 0:00, never ahead of the time that passed.
+        elapsed = [seconds(m[1], m[2]) for _, m in running]
+        assert elapsed[0] <= 1 and elapsed == sorted(elapsed)
+        assert set(range(1, int(total_s) - 1)) <= set(elapsed), elapsed
+        assert all(e <= at + 1 for (at, _), e in zip(running, elapsed, strict=True))
+        # The estimate waits for steady progress, then is about right: the elapsed time plus
+        # the time left is near the job's length (the engine's work is even in time).
+        estimates = [(at, seconds(m[3], m[4])) for at, m in running if m[3]]
+        assert estimates, seen
+        assert estimates[0][0] >= 2.5, estimates  # not in the first seconds
+        for at, left in estimates:
+            assert abs(at + left - total_s) <= 6, (at, left, total_s)
+        # The end: the total, which stays.
+        final = page.text_content("#clock")
+        match = re.fullmatch(r"Took (\d+):(\d\d)\.", final)
+        assert match, final
+        assert abs(seconds(*match.groups()) - total_s) <= 1.5, (final, total_s)
+        page.wait_for_timeout(1500)
+        assert page.text_content("#clock") == final
+        # After a reload the job's record gives the total.
+        page.reload()
+        page.wait_for_function(f"() => {HOOK} && {HOOK}.state === 'done'")
+        assert re.fullmatch(r"Took \d+:\d\d\.", page.text_content("#clock"))
+        # A new scan: no clock.
+        page.click("#new-scan")
+        assert page.is_hidden("#clock")
+    finally:
+        server.stop()
+
+
+def test_a_cancelled_job_says_how_long_it_ran(page, tmp_path):
+    server = start_server(tmp_path, StagedEngine(steps=40, seconds_per_step=0.5))
+    try:
+        page.goto(server.url + "/")
+        page.wait_for_function(f"() => {HOOK} && {HOOK}.state === 'idle'")
+        page.set_input_files("#file-input", write_test_photos(tmp_path, 2))
+        page.wait_for_function("() => !document.querySelector('#start').disabled")
+        page.click("#start")
+        page.wait_for_function(
+            "() => document.querySelector('#clock').textContent.startsWith('0:02')"
+        )
+        page.click("#cancel")
+        text = page.text_content("#clock")
+        assert re.fullmatch(r"Cancelled after 0:0[23]\.", text), text
+        page.wait_for_timeout(1200)
+        assert page.text_content("#clock") == text  # stopped
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize(
+    ("photos", "sparse_only", "expected"),
+    [
+        (2, False, "each point is seen from only two angles"),
+        (2, True, "dense stereo matched no pixels between them"),
+        (3, True, "Only sparse points were found"),
+        (3, False, None),
+    ],
+)
+def test_a_rough_result_says_why_and_what_to_do(page, tmp_path, photos, sparse_only, expected):
+    engine = StagedEngine(Quality("good", []), sparse_only=sparse_only)
+    server = start_server(tmp_path, engine)
+    try:
+        page.goto(server.url + "/")
+        page.wait_for_function(f"() => {HOOK} && {HOOK}.state === 'idle'")
+        page.set_input_files("#file-input", write_test_photos(tmp_path, photos))
+        page.wait_for_function("() => !document.querySelector('#start').disabled")
+        page.click("#start")
+        page.wait_for_function(f"() => {HOOK}.state === 'done'")
+        if expected is None:
+            assert page.is_hidden("#advice")
+            return
+        advice = page.text_content("#advice")
+        assert page.is_visible("#advice")
+        assert expected in advice
+        if photos == 2:
+            assert advice.endswith(
+                "Add photos between these two, 15-20 degrees apart, and reconstruct again."
+            )
+            SHOTS.mkdir(parents=True, exist_ok=True)
+            page.screenshot(
+                path=str(SHOTS / f"page-two-photos{'-sparse' if sparse_only else ''}.png")
+            )
+        # A new scan takes the advice away with the result.
+        page.click("#new-scan")
+        assert page.is_hidden("#advice")
+    finally:
+        server.stop()
+
+
+def test_the_engines_reasons_can_say_there_are_no_dense_points(page, tmp_path):
+    quality = Quality("uncertain", ["dense stereo found no points: the cloud is sparse"])
+    server = start_server(tmp_path, StagedEngine(quality))
+    try:
+        page.goto(server.url + "/")
+        page.wait_for_function(f"() => {HOOK} && {HOOK}.state === 'idle'")
+        page.set_input_files("#file-input", write_test_photos(tmp_path, 2))
+        page.wait_for_function("() => !document.querySelector('#start').disabled")
+        page.click("#start")
+        page.wait_for_function(f"() => {HOOK}.state === 'done'")
+        assert "dense stereo matched no pixels between them" in page.text_content("#advice")
+        # Said again after a reload (the verdict comes back over REST).
+        page.reload()
+        page.wait_for_function(f"() => {HOOK} && {HOOK}.state === 'done'")
+        assert "Add photos between these two" in page.text_content("#advice")
+    finally:
+        server.stop()
