@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pycolmap
 import pytest
+from PIL import Image
 from plyfile import PlyData
 from server_kit import RunningServer, ScriptedEngine, make_settings, photo_bytes
 
@@ -49,8 +50,8 @@ def engine() -> ScriptedEngine:
     return DepthEngine(points_per_view=300)
 
 
-def make_job(server: RunningServer) -> dict:
-    files = [("files", (name, data, "image/jpeg")) for name, data in PHOTOS.items()]
+def make_job(server: RunningServer, photos: dict[str, bytes] = PHOTOS) -> dict:
+    files = [("files", (name, data, "image/jpeg")) for name, data in photos.items()]
     created = server.http.post("/api/jobs", files=files)
     assert created.status_code == 201, created.text
     status = server.wait_for_state(created.json()["job_id"])
@@ -386,3 +387,33 @@ def test_files_left_at_an_old_scale_go_after_the_next_download(server):
     assert server.http.get(status["downloads"]["ply"]).status_code == 200
     assert eventually(lambda: not left.exists())
     assert (scale_dir(result, 0.5) / "scene.ply").is_file()
+
+
+def noise_jpeg(seed: int) -> bytes:
+    pixels = np.random.default_rng(seed).integers(0, 256, (1200, 1600, 3), np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, "JPEG", quality=95)
+    return buffer.getvalue()
+
+
+def test_a_download_being_sent_when_the_scale_changes_is_sent_whole(server, tmp_path):
+    # Photos of noise make a zip of several MB, more than the sockets buffer.
+    status = make_job(server, {f"{i}.jpg": noise_jpeg(i) for i in range(4)})
+    job_id = status["job_id"]
+    put_scale(server, job_id, {"metres_per_unit": 0.5})
+    url = status["downloads"]["all"]
+    whole = server.http.get(url).content
+    result = server.settings.data_dir / "jobs" / job_id / "result"
+    with server.http.stream("GET", url) as answer:
+        chunks = answer.iter_bytes(1024)
+        received = next(chunks)
+        put_scale(server, job_id, {"metres_per_unit": 0.25})  # meanwhile
+        received += b"".join(chunks)
+    assert len(whole) > 8_000_000 and received == whole
+    with zipfile.ZipFile(io.BytesIO(received)) as archive:
+        assert json.loads(archive.read("cameras.json"))["unit"] == "metre"
+    assert eventually(lambda: not scale_dir(result, 0.5).exists())
+    later = server.http.get(f"/api/jobs/{job_id}/files/cameras.json").json()
+    first = server.http.get(f"/api/jobs/{job_id}/files/cameras.json")  # made at 0.25 now
+    assert later == first.json()
+    assert scale_dir(result, 0.25).is_dir()
