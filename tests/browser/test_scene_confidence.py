@@ -121,3 +121,27 @@ def test_other_engines_confidence_is_a_percentile_of_its_values(page, tmp_path):
         shot(page, "confidence-percentile.png")
     finally:
         server.stop()
+
+
+def test_the_label_words_for_finer_colmap_confidences_and_small_shares(page, live_server):
+    page.goto(live_server.url + "/")
+    page.wait_for_function(f"() => {HOOK} !== undefined")
+    words = page.evaluate(
+        """async () => {
+          const { describeKept } = await import("/js/controls.js");
+          return [
+            describeKept(0.42, 0.4, 3.4, "colmap"),  // a fraction grades the agreement
+            describeKept(0.9, 0.5, 1, "colmap"),
+            describeKept(0.004, 0.003, 12.345, "fast3r"),
+            describeKept(0.999, 0.99, 1.01, "fast3r"),
+          ];
+        }"""
+    )
+    nbsp = "\u00a0"
+    assert words == [
+        f"keeps 42{nbsp}% of the points: those seen by at least 3 photos (confidence at least 3.4)",
+        f"keeps 90{nbsp}% of the points (not 50{nbsp}%: ties stay together): "
+        "those seen by at least 1 photo",
+        f"keeps <1{nbsp}% of the points: confidence at least 12.3",
+        f"keeps 99{nbsp}% of the points: confidence at least 1.01",
+    ]

@@ -113,9 +113,12 @@ def test_a_photo_picked_is_shown_its_points_stand_out_and_others_hide(page, tmp_
         assert page.text_content("#stats").startswith("1,000 of 1,500 points")
         panel.locator("input.shown").check()
 
-        # A thumbnail picks its photo too, and so do the panel's arrows and the page's API.
+        # A thumbnail picks its photo too (and is marked), and so do the panel's arrows and
+        # the page's API.
         page.locator("#thumbnails .photo").nth(2).locator(".preview").click()
         assert panel.locator(".name").text_content() == "photo3.jpg"
+        marked = page.locator("#thumbnails .photo.picked .photo-name").all_text_contents()
+        assert marked == ["photo3.jpg"]
         panel.locator("button.next").click()
         assert panel.locator(".name").text_content() == "photo1.jpg"
         panel.locator("button.previous").click()
@@ -131,6 +134,22 @@ def test_a_photo_picked_is_shown_its_points_stand_out_and_others_hide(page, tmp_
         again = [brightness_at(page, centre) for centre in CLUSTERS]
         np.testing.assert_allclose(again, lit, rtol=0.1)
         assert uploads(page)["calls"] == before["calls"], "a toggle uploaded to the GPU"
+        assert page.locator("#thumbnails .photo.picked").count() == 0
+
+        # Escape puts the photo away.
+        page.evaluate(f"() => {HOOK}.view.selectPhoto(2)")
+        page.keyboard.press("Escape")
+        assert panel.is_hidden()
+
+        # A job opened again from its address shows the server's thumbnail of the photo.
+        page.reload()
+        page.wait_for_function(f"() => {HOOK} && {HOOK}.state === 'done'")
+        page.evaluate(f"() => {HOOK}.view.selectPhoto(1)")
+        source = panel.locator("img").get_attribute("src")
+        assert source == page.locator("#thumbnails .photo img").nth(1).get_attribute("src")
+        assert "/thumbnail" in source, source
+        page.wait_for_function("() => document.querySelector('#photo-panel img').naturalWidth > 0")
+        shot(page, "photo-picked-reopened.png")
     finally:
         server.stop()
 

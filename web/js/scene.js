@@ -204,10 +204,12 @@ export class SceneView {
     this.cloud.clear();
     this.preview.clear();
     this._previewChanged();
+    const hadPick = this.pickedPhoto !== null;
     this.pickedPhoto = null;
     this.setCameras([]);
     this.content.quaternion.copy(OPENCV_WORLD_TO_VIEW);
     this.resetView();
+    if (hadPick) this.events.dispatchEvent(new CustomEvent("select", { detail: null }));
     this.events.dispatchEvent(new Event("clear"));
   }
 

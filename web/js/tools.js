@@ -53,14 +53,28 @@ export function installSceneTools({ view, viewport, thumbnails, photoUrl, job, c
   });
 
   if (thumbnails) {
+    const nameOf = (item) => item.querySelector(".photo-name")?.textContent;
     thumbnails.addEventListener("click", (event) => {
       const item = event.target.closest(".photo");
       if (!item || event.target.closest("button")) return;
-      const name = item.querySelector(".photo-name")?.textContent;
-      const index = view.cameras.findIndex((camera) => camera.name === name);
+      const index = view.cameras.findIndex((camera) => camera.name === nameOf(item));
       if (index >= 0) view.selectPhoto(index);
     });
+    // The picked photo's thumbnail is marked too.
+    view.events.addEventListener("select", (event) => {
+      const name = event.detail === null ? null : view.cameras[event.detail]?.name;
+      for (const item of thumbnails.querySelectorAll(".photo")) {
+        item.classList.toggle("picked", name !== null && nameOf(item) === name);
+      }
+    });
   }
+
+  // Escape: measuring off, or the photo put away.
+  window.addEventListener("keydown", (event) => {
+    if (event.key !== "Escape" || event.target.closest?.("input, textarea")) return;
+    if (measure.active) measure.setActive(false);
+    else if (view.pickedPhoto !== null) view.selectPhoto(null);
+  });
 
   return {
     measure,
