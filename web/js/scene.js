@@ -166,7 +166,7 @@ export class SceneView {
    * listeners of "select" show the photo. Changes materials only, uploads nothing.
    */
   selectPhoto(index) {
-    const picked = Number.isInteger(index) && index >= 0 ? index : null;
+    const picked = Number.isInteger(index) && index >= 0 && index < this.cameras.length ? index : null;
     this.pickedPhoto = picked;
     this.cloud.setPickedView(picked);
     if (this.frustums) setPickedFrustum(this.frustums, picked);
