@@ -162,6 +162,13 @@ def test_cancel_forgets_the_upload_and_a_reconnect_clears_the_alert(page, tmp_pa
         page.wait_for_function(f"() => {HOOK}.state === 'running'")
         statuses = page.locator("#thumbnails .photo-status").all_text_contents()
         assert statuses == ["uploaded"] * 3
+        # Another scan's address while this one runs: refused in words, the job goes on.
+        page.evaluate("() => { location.hash = 'job=another-scan'; }")
+        page.wait_for_function(
+            "() => document.querySelector('#messages').textContent.includes('is running')"
+        )
+        assert "another-scan" not in page.url
+        assert page.evaluate(f"() => {HOOK}.state") == "running"
         page.click("#cancel")
         assert page.text_content("#stage-text") == "Cancelled."
         assert "uploaded" not in page.locator("#thumbnails").text_content()

@@ -1,5 +1,6 @@
 // A finished job read back over REST (GET /api/jobs/{id}, its points and cameras), for showing
-// it again after the page is reloaded (address /#job=<id>).
+// it again after the page is reloaded (address /#job=<id>), and the address followed when it
+// names another job in an open tab.
 
 import { decodeFrames } from "./frames.js";
 
@@ -32,4 +33,24 @@ export async function loadFinishedJob(jobId, onProgress) {
     if (Array.isArray(document?.cameras)) cameras = document.cameras;
   }
   return { job, frames, cameras };
+}
+
+/** The job named by the address (/#job=<id>), or null. */
+export function jobInAddress() {
+  return new URLSearchParams(location.hash.slice(1)).get("job");
+}
+
+/**
+ * Show the job the address names when it changes (a link, a pasted address, Back): `open(id)`
+ * for a job not already shown (`shown()` lists the ids on screen or being opened). Where
+ * `open` refuses (returns false), the address goes back to what is shown.
+ */
+export function followAddress({ shown, open }) {
+  window.addEventListener("hashchange", () => {
+    const jobId = jobInAddress();
+    const [current] = shown();
+    if (!jobId || shown().includes(jobId)) return;
+    if (open(jobId) !== false) return;
+    history.replaceState(null, "", current ? `#job=${current}` : location.pathname);
+  });
 }

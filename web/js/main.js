@@ -7,7 +7,7 @@ import { Connection } from "./connection.js";
 import { ViewControls } from "./controls.js";
 import { showDownloads } from "./downloads.js";
 import { frameFromJsonPoints } from "./frames.js";
-import { loadFinishedJob } from "./jobs.js";
+import { followAddress, jobInAddress, loadFinishedJob } from "./jobs.js";
 import { Notices } from "./notices.js";
 import { revealInPanel } from "./panel.js";
 import { listenForFiles, PhotoList, Upload } from "./photos.js";
@@ -219,7 +219,7 @@ function updateControls() {
   ui.cancel.hidden = !busy;
   ui.newScan.hidden = !["done", "failed"].includes(app.phase);
 
-  ui.photoCount.textContent = photoCount();
+  ui.photoCount.textContent = photos.summary();
   recent.show(app.phase === "idle" && photos.size === 0 && !app.openingJobId);
   if (!busy && app.phase !== "done" && app.phase !== "failed") {
     if (!app.online) setStage(app.offlineNote || "Connecting to the server…", null);
@@ -234,17 +234,6 @@ function updateControls() {
   }
 }
 
-/** "14 photos, 1 left out, 38.2 MB": the photos to upload, and those the checks left out. */
-function photoCount() {
-  if (photos.size === 0) return "";
-  const usable = photos.usable.length;
-  const left = photos.excludedCount;
-  const megabytes = photos.totalBytes / 1e6;
-  const parts = [`${usable} photo${usable === 1 ? "" : "s"}`];
-  if (left > 0) parts.push(`${left} left out`);
-  if (megabytes > 0) parts.push(`${megabytes.toFixed(1)} MB`);
-  return parts.join(", ");
-}
 
 function updateStats() {
   const parts = [];
@@ -672,25 +661,20 @@ function openJob(jobId) {
   connection.addEventListener("open", onOpen);
 }
 
-/** The job named by the address (/#job=<id>), or null. */
-function jobInAddress() {
-  return new URLSearchParams(location.hash.slice(1)).get("job");
-}
-
 // A link to another scan (the recent list, a pasted address) changes the hash of an open tab.
-window.addEventListener("hashchange", () => {
-  const jobId = jobInAddress();
-  if (!jobId || jobId === app.jobId || jobId === app.openingJobId) return;
-  if (isBusy()) {
-    showMessage(
-      "A reconstruction is running: open the other scan when it has finished (or in another tab).",
-      "warning",
-    );
-    if (app.jobId) history.replaceState(null, "", `#job=${app.jobId}`);
-    else history.replaceState(null, "", location.pathname);
-    return;
-  }
-  openJob(jobId);
+followAddress({
+  shown: () => [app.jobId, app.openingJobId],
+  open: (jobId) => {
+    if (isBusy()) {
+      showMessage(
+        "A reconstruction is running: open the other scan when it has finished (or in another tab).",
+        "warning",
+      );
+      return false;
+    }
+    openJob(jobId);
+    return true;
+  },
 });
 
 // ---------------------------------------------------------------- buttons, picking and dropping

@@ -62,6 +62,17 @@ export class PhotoList {
     return this.usable.reduce((sum, photo) => sum + (photo.file?.size ?? 0), 0);
   }
 
+  /** "14 photos, 1 left out, 38.2 MB": the photos to upload, and those the checks left out. */
+  summary() {
+    if (this.size === 0) return "";
+    const usable = this.usable.length;
+    const parts = [`${usable} photo${usable === 1 ? "" : "s"}`];
+    if (this.excludedCount > 0) parts.push(`${this.excludedCount} left out`);
+    const megabytes = this.totalBytes / 1e6;
+    if (megabytes > 0) parts.push(`${megabytes.toFixed(1)} MB`);
+    return parts.join(", ");
+  }
+
   /** Add files (from the picker or a drop); names are made unique, as the server keys on them. */
   add(files) {
     if (this.locked) return;
