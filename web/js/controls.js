@@ -93,11 +93,15 @@ function percent(share) {
 export function describeKept(kept, asked, threshold, engine) {
   let which;
   if (engine === "colmap") {
-    // COLMAP's confidence counts the photos that agree on a point (a fraction, where the
-    // engine gives one, grades how well they agree).
+    // COLMAP's confidence: its whole part counts the photos that see a point consistently,
+    // its fraction (below 1) grades how closely they agree. A threshold between two counts
+    // keeps every point seen by more photos, and the closest of those seen by as many.
     const photos = Math.floor(threshold);
-    const exact = Number.isInteger(threshold) ? "" : ` (confidence at least ${round(threshold)})`;
-    which = `those seen by at least ${photos} photo${photos === 1 ? "" : "s"}${exact}`;
+    const plural = (n) => `${n} photo${n === 1 ? "" : "s"}`;
+    which = Number.isInteger(threshold)
+      ? `those seen by at least ${plural(photos)}`
+      : `those seen by ${photos + 1}+ photos, or by ${photos} that agree closely ` +
+        `(confidence ≥ ${round(threshold)})`;
   } else {
     which = `confidence at least ${round(threshold)}`;
   }
