@@ -146,3 +146,18 @@ def test_the_label_words_for_finer_colmap_confidences_and_small_shares(page, liv
         f"keeps <1{nbsp}% of the points: confidence at least 12.3",
         f"keeps 99{nbsp}% of the points: confidence at least 1.01",
     ]
+
+
+def test_points_that_all_tie_leave_nothing_to_choose(page, tmp_path):
+    # A dense COLMAP cloud from two photos: every point is seen by exactly 2.
+    views = colmap_like_views()
+    for view in views:
+        view["confidence"] = np.full(PER_VIEW, 2.0)
+    photos = solid_photos(tmp_path / "photos", [(200, 60, 40), (40, 160, 200)])
+    server = run_job(page, tmp_path, PlacedEngine(views, name="colmap"), photos)
+    try:
+        assert page.text_content("#confidence-value") == "all points alike: each seen by 2 photos"
+        assert page.is_disabled("#confidence")
+        assert page.evaluate(f"() => {HOOK}.pointsDrawn") == 2 * PER_VIEW
+    finally:
+        server.stop()

@@ -36,13 +36,16 @@ export class ViewControls {
   refresh() {
     const cloud = this.view.cloud;
     const range = cloud.confidenceRange();
-    this.confidence.disabled = !range;
+    const alike = range !== null && range[0] === range[1]; // nothing to choose between
+    this.confidence.disabled = !range || alike;
     const share = this.share();
-    const { threshold } = range ? cloud.thresholdForShare(share) : { threshold: -Infinity };
+    const { threshold } = range && !alike ? cloud.thresholdForShare(share) : { threshold: -Infinity };
     if (threshold !== cloud.threshold) this.view.setThreshold(threshold);
     let text;
     if (!range) {
       text = cloud.pointsTotal > 0 ? "not sent by the server" : "once points arrive";
+    } else if (alike) {
+      text = describeAlike(range[0], this.engineName());
     } else if (threshold === -Infinity) {
       text = "keeps all points";
     } else {
@@ -109,6 +112,14 @@ export function describeKept(kept, asked, threshold, engine) {
   // asked by a little (under 1/64 of a frame); more than that is points that tie.
   const tie = kept - asked > TIE_NOTE_SHARE ? ` (not ${percent(asked)}: ties stay together)` : "";
   return `keeps ${percent(kept)} of the points${tie}: ${which}`;
+}
+
+/** Every point has the same confidence: the slider has nothing to choose between. */
+export function describeAlike(confidence, engine) {
+  if (engine === "colmap" && Number.isInteger(confidence)) {
+    return `all points alike: each seen by ${confidence} photo${confidence === 1 ? "" : "s"}`;
+  }
+  return `all points alike: confidence ${round(confidence)}`;
 }
 
 function round(value) {
