@@ -8,7 +8,7 @@ import * as THREE from "three";
 import { createFrustums, disposeFrustums } from "./cameras.js";
 
 const PREVIEW_FRUSTUM_COLOUR = 0x8a6a2a; // the result's frustum colour, dimmed
-const POINT_SIZE_PX = 2.5;
+const POINT_SIZE_PX = 3.5; // sparse points: a few pixels each, so that they read as a shape
 
 export class PreviewLayer {
   constructor() {
