@@ -141,3 +141,66 @@ def test_a_photo_added_again_later_is_caught_and_a_removed_one_can_come_back(
     page.set_input_files("#file-input", str(copy))
     page.wait_for_selector('#thumbnails .photo[data-status="ready"]')
     assert page.locator("#thumbnails .photo-name").all_text_contents() == ["copy.jpg"]
+
+
+def with_exif_thumbnail(jpeg: bytes) -> bytes:
+    """``jpeg`` with a small JPEG inside an APP1 segment, as cameras write their EXIF
+    thumbnail: an end marker (FF D9) long before the photo's own."""
+    thumbnail = noisy_jpeg(9, size=(32, 24))
+    body = b"Exif\x00\x00" + thumbnail
+    segment = b"\xff\xe1" + (len(body) + 2).to_bytes(2, "big") + body
+    return jpeg[:2] + segment + jpeg[2:]
+
+
+def test_the_checks_know_the_formats_and_where_a_jpeg_ends(page, server):
+    page.goto(server.url + "/")
+    page.wait_for_function(f"() => {HOOK} && {HOOK}.state === 'idle'")
+
+    def sniff(data: bytes):
+        return page.evaluate(
+            "async bytes => (await import('/js/checks.js')).sniffFormat(new Uint8Array(bytes))",
+            list(data[:64]),
+        )
+
+    def damage(data: bytes):
+        return page.evaluate(
+            "async bytes => (await import('/js/checks.js')).jpegDamage(new Uint8Array(bytes))",
+            list(data),
+        )
+
+    def ftyp(brand: bytes) -> bytes:
+        return b"\x00\x00\x00\x18ftyp" + brand + b"\x00\x00\x00\x00mif1heic"
+
+    out = io.BytesIO()
+    Image.new("RGB", (32, 32)).save(out, "WEBP")
+    webp = out.getvalue()
+    out = io.BytesIO()
+    Image.new("RGB", (32, 32)).save(out, "TIFF")
+    tiff = out.getvalue()
+    out = io.BytesIO()
+    Image.new("RGB", (32, 32)).save(out, "BMP")
+    bmp = out.getvalue()
+    assert sniff(webp) == {"name": "WebP", "taken": True}
+    assert sniff(tiff) == {"name": "TIFF", "taken": True}
+    assert sniff(b"MM\x00\x2a" + bytes(60)) == {"name": "TIFF", "taken": True}
+    assert sniff(bmp) == {"name": "BMP", "taken": True}
+    assert sniff(ftyp(b"heic")) == {"name": "HEIC/HEIF", "taken": True}
+    assert sniff(ftyp(b"mif1")) == {"name": "HEIC/HEIF", "taken": True}
+    assert sniff(ftyp(b"avif")) == {"name": "AVIF", "taken": False}
+    assert sniff(b"\x00\x00\x00\x0cjP  \r\n\x87\n" + bytes(40)) == {
+        "name": "JPEG2000",
+        "taken": False,
+    }
+    assert sniff(b"P6\n32 32\n255\n" + bytes(40)) == {"name": "PPM", "taken": False}
+    assert sniff(b"<html><body>not a photo</body></html>") is None
+
+    photo = with_exif_thumbnail(noisy_jpeg(4))
+    assert damage(photo) is None
+    # Cut in its data: the thumbnail's end marker does not count.
+    assert "ends before the image does" in damage(photo[: len(photo) * 2 // 3])
+    # Cut inside its headers.
+    assert "ends before the image does" in damage(photo[:40])
+    # Data after the end marker (a phone's motion photo: a video after the picture) is fine.
+    assert damage(photo + b"\x00\x00\x00\x18ftypmp42" + bytes(2000)) is None
+    # A broken structure before the picture.
+    assert "damaged" in damage(photo[:2] + b"\x00\x00" + photo[2:])

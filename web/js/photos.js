@@ -87,11 +87,6 @@ export class PhotoList {
     this.checks = this.checks.then(() => this._check(added));
   }
 
-  /** Resolves once every photo added so far has been checked. */
-  checked() {
-    return this.checks;
-  }
-
   /**
    * Show the photos of a job made earlier (the status of GET /api/jobs/{id}): the server's
    * thumbnail where it gives one (a name card otherwise), and whether the engine placed it.
