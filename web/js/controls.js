@@ -36,8 +36,9 @@ export class ViewControls {
   refresh() {
     const cloud = this.view.cloud;
     const range = cloud.confidenceRange();
-    const alike = range !== null && range[0] === range[1]; // nothing to choose between
-    this.confidence.disabled = !range || alike;
+    // All points alike: nothing to choose between (the slider stays, and says so).
+    const alike = range !== null && range[0] === range[1];
+    this.confidence.disabled = !range;
     const share = this.share();
     const { threshold } = range && !alike ? cloud.thresholdForShare(share) : { threshold: -Infinity };
     if (threshold !== cloud.threshold) this.view.setThreshold(threshold);
