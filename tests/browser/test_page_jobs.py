@@ -144,6 +144,8 @@ def test_unplaced_photos_say_why_and_a_reopened_job_shows_its_photos(
         assert "Could not show the scan: that reconstruction is no longer on the server." in (
             page.text_content("#messages")
         )
+        assert page.url.endswith(f"#job={job_id}")  # the address names what is shown
+        assert page.evaluate(f"() => {HOOK}.app.jobId") == job_id
     finally:
         server.stop()
 

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 from browser_kit import (
     LiveServer,
@@ -164,4 +166,30 @@ def test_the_engines_reasons_can_say_there_are_no_dense_points(page, tmp_path):
         page.wait_for_function(f"() => {HOOK} && {HOOK}.state === 'done'")
         assert "Add photos between these two" in page.text_content("#advice")
     finally:
+        server.stop()
+
+
+def test_a_job_opened_while_it_runs_shows_its_stage_and_time(page, tmp_path):
+    hold = threading.Event()
+    engine = StagedEngine(hold=hold)
+    server = start_server(tmp_path, engine)
+    try:
+        paths = write_test_photos(tmp_path, 2)
+        files = [("files", (Path(p).name, Path(p).read_bytes(), "image/jpeg")) for p in paths]
+        job_id = httpx.post(f"{server.url}/api/jobs", files=files).json()["job_id"]
+        assert engine.started.wait(30)
+        page.goto(f"{server.url}/#job={job_id}")
+        page.wait_for_function(
+            "() => document.querySelector('#stage-text').textContent === 'Reading photos…'"
+        )
+        page.wait_for_function(
+            "() => /^0:0[1-9] elapsed/.test(document.querySelector('#clock').textContent)"
+        )
+        assert page.is_hidden("#recent")  # a scan is being opened, not idle
+        hold.set()
+        page.wait_for_function(f"() => {HOOK}.state === 'done'")
+        assert re.fullmatch(r"Took 0:0\d\.", page.text_content("#clock"))
+        assert page.locator("#thumbnails .photo").count() == 2
+    finally:
+        hold.set()
         server.stop()

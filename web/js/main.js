@@ -647,6 +647,8 @@ function openJob(jobId) {
       if (app.openingJobId !== jobId) return;
       app.openingJobId = null;
       clock.reset();
+      // The address names what is on screen again, so that a reload does not try once more.
+      history.replaceState(null, "", app.jobId ? `#job=${app.jobId}` : location.pathname);
       updateControls();
       showMessage(`Could not show the scan: ${error.message}.`);
     });
