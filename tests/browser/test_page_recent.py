@@ -71,6 +71,7 @@ def test_recent_scans_are_listed_as_links_and_a_gone_one_can_be_removed(
         assert link.get_attribute("href") == f"#job={first}"
         assert link.text_content() == "3 photos · checks passed"
         assert items.nth(1).locator("time").text_content() != ""
+        assert items.nth(1).locator(".details").text_content().endswith(" · photo1.jpg, …")
         SHOTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(SHOTS / "page-idle-recent.png"))
 

@@ -396,7 +396,8 @@ const HANDLERS = {
     const detail = message.message ? `: ${message.message}` : "";
     setStage(`${stage}${detail}`, message.fraction ?? null);
     clock.progress(message.fraction);
-    if (/\bsparse points\b/i.test(message.message ?? "")) app.sparseOnly = true;
+    // COLMAP says "sparse points of k of n photos" when dense stereo found nothing.
+    if (/^sparse points\b/i.test(message.message ?? "")) app.sparseOnly = true;
   },
   cameras(message) {
     if (!app.acceptJobData) return;
@@ -550,8 +551,10 @@ function completeJob(totalPoints, downloads, result) {
   if (app.jobId) {
     history.replaceState(null, "", `#job=${app.jobId}`);
     const verdict = app.quality?.verdict ?? null;
-    const count = photos.usable.length;
-    recent.remember({ jobId: app.jobId, photos: count, verdict, date: result.created_at });
+    const sent = photos.usable;
+    const firstPhoto = sent[0]?.name ?? "";
+    const date = result.created_at;
+    recent.remember({ jobId: app.jobId, photos: sent.length, verdict, firstPhoto, date });
   }
 }
 

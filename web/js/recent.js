@@ -16,6 +16,7 @@ const VERDICT_WORDS = {
  * @property {string} jobId
  * @property {string} date ISO time the scan was made (or first shown here)
  * @property {number} photos how many photos it had
+ * @property {string} [firstPhoto] the name of its first photo, to tell scans apart
  * @property {string | null} verdict the engine's verdict: "good", "uncertain" or null
  */
 
@@ -51,10 +52,10 @@ export class RecentScans {
   }
 
   /** Put a finished scan first in the list (once per job). */
-  remember({ jobId, photos, verdict, date = new Date().toISOString() }) {
+  remember({ jobId, photos, verdict, firstPhoto = "", date = new Date().toISOString() }) {
     const scans = loadScans();
     const known = scans.find((scan) => scan.jobId === jobId);
-    const scan = { jobId, date: known?.date ?? date, photos, verdict: verdict ?? null };
+    const scan = { jobId, date: known?.date ?? date, photos, verdict: verdict ?? null, firstPhoto };
     saveScans([scan, ...scans.filter((other) => other.jobId !== jobId)]);
     if (this.visible) this.render();
   }
@@ -93,6 +94,12 @@ export class RecentScans {
     time.textContent = Number.isNaN(when.getTime())
       ? ""
       : when.toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" });
+    const details = document.createElement("span");
+    details.className = "details";
+    details.append(time);
+    if (typeof scan.firstPhoto === "string" && scan.firstPhoto) {
+      details.append(` · ${scan.firstPhoto}${scan.photos > 1 ? ", …" : ""}`);
+    }
     if (scan.verdict) link.dataset.verdict = scan.verdict;
     const remove = document.createElement("button");
     remove.type = "button";
@@ -101,7 +108,7 @@ export class RecentScans {
     remove.title = "Remove from this list (the scan stays on the server)";
     remove.setAttribute("aria-label", "Remove from the list");
     remove.addEventListener("click", () => this.forget(scan.jobId));
-    item.append(link, time, remove);
+    item.append(link, details, remove);
     if (this.gone.has(scan.jobId)) this._markGone(item);
     return item;
   }
