@@ -119,6 +119,7 @@ def test_unplaced_photos_say_why_and_a_reopened_job_shows_its_photos(
         assert item.get_attribute("data-status") == "dropped"
         assert item.locator(".photo-reason").text_content() == UNPLACED
         assert item.locator(".photo-reason").is_visible()
+        assert photo_item(page, "photo1.jpg").locator(".photo-status").text_content() == "placed"
         assert "3 cameras" in page.text_content("#stats")
         shot(page, "page-unplaced.png")
 

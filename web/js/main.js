@@ -404,6 +404,7 @@ const HANDLERS = {
     const cameras = message.cameras ?? [];
     app.cameras = cameras.length;
     view.setCameras(cameras);
+    photos.markPlaced(cameras.map((camera) => camera.name));
     showDropped(message.dropped ?? []);
     updateStats();
   },

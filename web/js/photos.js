@@ -93,13 +93,13 @@ export class PhotoList {
    */
   showJob(job) {
     this.clear();
-    const placed = new Set((job.views ?? []).map((view) => view.name));
+    const placed = (job.views ?? []).map((view) => view.name);
     const dropped = new Map((job.dropped ?? []).map((d) => [d.name, d.reason]));
     for (const { name, thumbnail } of job.photos ?? []) {
       const photo = this._append({ file: null, name, thumbnail: thumbnail ?? null, status: "ready" });
       if (dropped.has(name)) this.setStatus(photo, "dropped", 1, dropped.get(name));
-      else if (placed.has(name)) this.setStatus(photo, "placed", 1);
     }
+    this.markPlaced(placed);
     this.onChange();
   }
 
@@ -152,6 +152,14 @@ export class PhotoList {
   setLocked(locked) {
     this.locked = locked;
     this.listElement.classList.toggle("locked", locked);
+  }
+
+  /** The engine placed the photos called `names` in the scene. */
+  markPlaced(names) {
+    const placed = new Set(names);
+    for (const photo of this.photos) {
+      if (placed.has(photo.name)) this.setStatus(photo, "placed", 1);
+    }
   }
 
   /** Before an upload: every photo but those left out is to be sent again. */
