@@ -193,3 +193,56 @@ def test_a_job_opened_while_it_runs_shows_its_stage_and_time(page, tmp_path):
     finally:
         hold.set()
         server.stop()
+
+
+def test_the_estimate_follows_the_progress_line(page, tmp_path):
+    server = start_server(tmp_path, StagedEngine())
+    try:
+        page.goto(server.url + "/")
+        result = page.evaluate(
+            """async () => {
+                const { JobClock, formatDuration } = await import('/js/clock.js');
+                let now = 0;
+                const clock = new JobClock(document.createElement('p'), () => now);
+                const says = [];
+                const at = (ms, fraction) => {
+                    now = ms;
+                    if (fraction !== undefined) clock.progress(fraction);
+                    says.push(clock.text());
+                };
+                clock.start(0);
+                at(0, 0);
+                at(2000, 0.2);  // 10 % done, but only 2 s: not yet
+                at(4000, 0.4);  // steady: 4 s for 40 %, so 6 s left (said in 5 s steps)
+                at(5000);       // a second later, no news: 5 s left
+                at(5000, 0.45); // slower than the line: 1.1 s a 10 %, so 6.1 s left
+                at(10000, 0.5); // 10 s for 50 %: 10 s left
+                // A reconnect: the stream starts over and replays its progress at once.
+                at(20000, 0.1);
+                at(20010, 0.3);
+                at(20020, 0.5);
+                at(24020, 0.7); // 20 % in 4 s from the burst's last: 6 s left
+                at(40000, 1.0);
+                clock.stop('done');
+                says.push(clock.text());
+                return { says, formats: [formatDuration(0), formatDuration(65_000),
+                                         formatDuration(3_725_000)] };
+            }"""
+        )
+        assert result["formats"] == ["0:00", "1:05", "1:02:05"]
+        assert result["says"] == [
+            "0:00 elapsed",
+            "0:02 elapsed",
+            "0:04 elapsed · about 0:05 left",
+            "0:05 elapsed · about 0:05 left",
+            "0:05 elapsed · about 0:05 left",
+            "0:10 elapsed · about 0:10 left",
+            "0:20 elapsed",
+            "0:20 elapsed",
+            "0:20 elapsed",
+            "0:24 elapsed · about 0:05 left",
+            "0:40 elapsed · finishing…",
+            "Took 0:40.",
+        ]
+    finally:
+        server.stop()

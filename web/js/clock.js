@@ -6,6 +6,9 @@
 const TICK_MS = 1000;
 const STEADY_FRACTION = 0.1; // an estimate before this much is done is mostly noise
 const STEADY_MS = 3000; // ... and before this long
+// Reports this close to the first are one burst (a stream that starts over after a reconnect
+// replays its progress at once): the line starts at the burst's last.
+const BURST_MS = 250;
 
 /** "0:07", "2:05", "1:02:09". */
 export function formatDuration(ms) {
@@ -64,7 +67,10 @@ export class JobClock {
     if (!this.running || typeof fraction !== "number") return;
     const sample = { fraction, atMs: this.now() };
     // A fraction that goes back (a job followed again from its start) starts the line over.
-    if (this.first === null || fraction < (this.latest?.fraction ?? 0)) this.first = sample;
+    const back = this.latest !== null && fraction < this.latest.fraction;
+    if (this.first === null || back || sample.atMs - this.first.atMs < BURST_MS) {
+      this.first = sample;
+    }
     this.latest = sample;
     this.render();
   }
@@ -109,8 +115,9 @@ export class JobClock {
     const leftMs = estimateLeftMs(this.first, this.latest, nowMs);
     if (leftMs === null) return elapsed;
     if (leftMs < 1000) return `${elapsed} · finishing…`;
-    // Whole 5 s steps, rounded up: a countdown that jumps by single seconds reads as exact.
-    return `${elapsed} · about ${formatDuration(Math.ceil(leftMs / 5000) * 5000)} left`;
+    // Whole 5 s steps: a countdown that jumps by single seconds reads as exact.
+    const roundedMs = Math.max(5000, Math.round(leftMs / 5000) * 5000);
+    return `${elapsed} · about ${formatDuration(roundedMs)} left`;
   }
 
   render() {
