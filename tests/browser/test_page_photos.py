@@ -168,8 +168,9 @@ def test_the_checks_know_the_formats_and_where_a_jpeg_ends(page, server):
             list(data),
         )
 
-    def ftyp(brand: bytes) -> bytes:
-        return b"\x00\x00\x00\x18ftyp" + brand + b"\x00\x00\x00\x00mif1heic"
+    def ftyp(brand: bytes, compatible: bytes = b"mif1heic") -> bytes:
+        size = 16 + len(compatible)
+        return size.to_bytes(4, "big") + b"ftyp" + brand + bytes(4) + compatible + bytes(16)
 
     out = io.BytesIO()
     Image.new("RGB", (32, 32)).save(out, "WEBP")
@@ -187,6 +188,7 @@ def test_the_checks_know_the_formats_and_where_a_jpeg_ends(page, server):
     assert sniff(ftyp(b"heic")) == {"name": "HEIC/HEIF", "taken": True}
     assert sniff(ftyp(b"mif1")) == {"name": "HEIC/HEIF", "taken": True}
     assert sniff(ftyp(b"avif")) == {"name": "AVIF", "taken": False}
+    assert sniff(ftyp(b"mif1", b"avifmiaf")) == {"name": "AVIF", "taken": False}
     assert sniff(b"\x00\x00\x00\x0cjP  \r\n\x87\n" + bytes(40)) == {
         "name": "JPEG2000",
         "taken": False,

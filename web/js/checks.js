@@ -38,8 +38,10 @@ export function sniffFormat(bytes) {
   }
   if (ascii(bytes, 0, 2) === "BM" && bytes.length >= 26) return { name: "BMP", taken: true };
   if (ascii(bytes, 4, 4) === "ftyp") {
-    const major = ascii(bytes, 8, 4);
-    if (AVIF_BRANDS.has(major)) return { name: "AVIF", taken: false };
+    const [major, ...compatible] = ftypBrands(bytes);
+    // "mif1" is any still image in the container: AVIF says so in its other brands.
+    const avif = compatible.some((brand) => AVIF_BRANDS.has(brand));
+    if (AVIF_BRANDS.has(major) || (major === "mif1" && avif)) return { name: "AVIF", taken: false };
     if (HEIF_BRANDS.has(major)) return { name: "HEIC/HEIF", taken: true };
   }
   if (ascii(bytes, 0, 6) === "GIF87a" || ascii(bytes, 0, 6) === "GIF89a") {
@@ -52,6 +54,15 @@ export function sniffFormat(bytes) {
   if (startsWith(bytes, [0xff, 0x4f, 0xff, 0x51])) return { name: "JPEG2000", taken: false };
   if (/^P[1-6]\s$/.test(ascii(bytes, 0, 3))) return { name: "PPM", taken: false };
   return null;
+}
+
+/** The brands of an ISO base media "ftyp" box: the major one first, then the compatible ones. */
+function ftypBrands(bytes) {
+  const boxSize = ((bytes[0] << 24) | (bytes[1] << 16) | (bytes[2] << 8) | bytes[3]) >>> 0;
+  const size = Math.min(bytes.length, boxSize);
+  const brands = [ascii(bytes, 8, 4)];
+  for (let at = 16; at + 4 <= size; at += 4) brands.push(ascii(bytes, at, 4));
+  return brands;
 }
 
 /**
