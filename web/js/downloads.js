@@ -4,15 +4,24 @@
 
 const FORMATS = {
   ply: { label: "Point cloud (PLY)", hint: "for MeshLab, CloudCompare, Blender" },
-  ply_ascii: { label: "Point cloud (PLY, text)", hint: "the same points as plain text, for scripts" },
+  ply_ascii: {
+    label: "Point cloud (PLY, text)",
+    hint: "the same points as plain text, for scripts",
+  },
   glb: { label: "Points and cameras (GLB)", hint: "for Blender, three.js, web viewers" },
   colmap: { label: "COLMAP model with photos", hint: "for COLMAP, OpenMVS, Gaussian splatting" },
-  colmap_text: { label: "COLMAP model with photos (text)", hint: "the same, in readable text files" },
+  colmap_text: {
+    label: "COLMAP model with photos (text)",
+    hint: "the same, in readable text files",
+  },
   nerfstudio: {
     label: "transforms.json with photos",
     hint: "for nerfstudio / Gaussian splatting, instant-ngp",
   },
-  cameras: { label: "Cameras (cameras.json)", hint: "each photo's pose and lens, for your own code" },
+  cameras: {
+    label: "Cameras (cameras.json)",
+    hint: "each photo's pose and lens, for your own code",
+  },
   depth: { label: "Depth and confidence maps", hint: "one map per photo, as images" },
   all: { label: "Everything (zip)", hint: "all of the above in one archive" },
 };

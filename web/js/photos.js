@@ -96,7 +96,8 @@ export class PhotoList {
     const placed = (job.views ?? []).map((view) => view.name);
     const dropped = new Map((job.dropped ?? []).map((d) => [d.name, d.reason]));
     for (const { name, thumbnail } of job.photos ?? []) {
-      const photo = this._append({ file: null, name, thumbnail: thumbnail ?? null, status: "ready" });
+      const fields = { file: null, name, thumbnail: thumbnail ?? null, status: "ready" };
+      const photo = this._append(fields);
       if (dropped.has(name)) this.setStatus(photo, "dropped", 1, dropped.get(name));
     }
     this.markPlaced(placed);
