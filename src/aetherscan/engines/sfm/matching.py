@@ -8,7 +8,7 @@ pairs of photos that the first mapping could not place.
 
 from __future__ import annotations
 
-import math
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,6 +22,10 @@ SEQUENTIAL_NEIGHBOURS = 3  # each side, in input order
 RETRIEVAL_NEIGHBOURS = 10
 RETRIEVAL_DESCRIPTORS = 256  # per photo, the largest-scale ones
 RANSAC_SEED = 0  # verification repeats from run to run
+# Pairs per matching call: the first block, then as many as take about BLOCK_S, within bounds.
+FIRST_BLOCK_PAIRS = 30
+MIN_BLOCK_PAIRS, MAX_BLOCK_PAIRS = 20, 1000
+BLOCK_S = 3.0
 
 
 @dataclass
@@ -82,15 +86,17 @@ def match_pairs(
     # baselines (the flowerpot fixtures go from 0 to 5 of 8 photos placed), 5x the CPU.
     matching.guided_matching = guided
     verification = verification_options(job)
-    # Each call costs a set-up (about 25 % more CPU at 16 pairs a call): keep calls large,
-    # in blocks of pairs sorted by first image, so the parent still sees progress.
-    block = max(100, math.ceil(len(pairs) / 10))
-    for start in range(0, len(pairs), block):
+    # Each call costs a set-up (about 25 % more CPU at 16 pairs a call): keep calls large, but
+    # not so large that the parent hears nothing for long (a person watches the progress): the
+    # first block is small, and each next one is sized from the time a pair took so far.
+    start, block, spent = 0, FIRST_BLOCK_PAIRS, 0.0
+    while start < len(pairs):
         chunk = pairs[start : start + block]
         pairs_file = job.work / "pairs.txt"
         pairs_file.write_text("".join(f"{plan.names[a]} {plan.names[b]}\n" for a, b in chunk))
         pairing = pycolmap.ImportedPairingOptions()
         pairing.match_list_path = pairs_file
+        began = time.perf_counter()
         pycolmap.match_image_pairs(
             job.database_path,
             matching_options=matching,
@@ -98,8 +104,11 @@ def match_pairs(
             verification_options=verification,
             device=pycolmap.Device.cpu,
         )
-        done = min(start + block, len(pairs))
-        job.progress(stage, done / len(pairs), f"matched {done} of {len(pairs)} {what}")
+        spent += time.perf_counter() - began
+        start += len(chunk)
+        job.progress(stage, start / len(pairs), f"matched {start} of {len(pairs)} {what}")
+        per_pair = spent / start
+        block = int(min(max(BLOCK_S / max(per_pair, 1e-6), MIN_BLOCK_PAIRS), MAX_BLOCK_PAIRS))
 
 
 def rematch_guided(job: SfmJob, plan: MatchPlan, unplaced: set[int]) -> None:

@@ -4,9 +4,11 @@ Two kinds, both sent to the parent as ``{"type": "preview", ...}`` lines:
 
 - a **first look** right after the photos' first features: a quick map of at most
   ``FIRST_LOOK_PHOTOS`` photos (spread over the set, in input order) from their largest-scale
-  features, matched with their neighbours in input order only. It costs about a tenth of the
-  job (docs/benchmarks.md) and gives the cameras and a few points well before the real matching
-  ends; it may place fewer photos than the result, or place them wrongly, and says so;
+  features, each matched with its neighbours in input order and the photos most like it. It
+  costs a few percent of the job (docs/benchmarks.md) and gives cameras and a few points well
+  before the real matching ends. It is rough: it may place fewer photos than the result, its
+  focal lengths are the priors (EXIF, or COLMAP's guess), and on a busy machine it may differ
+  from run to run (its mapper stops after ``FIRST_LOOK_MAX_S``); its message says so;
 - **live mapping**: the incremental mapper's model each time it places a photo (at most one
   preview every ``LIVE_INTERVAL_S``).
 
@@ -213,7 +215,13 @@ def _map(job: SfmJob, path, names: list[str], pairs: list[tuple[int, int]]):
     options = pycolmap.IncrementalPipelineOptions()
     options.num_threads = job.threads
     options.random_seed = SEED
+    options.mapper.random_seed = SEED
+    options.triangulation.random_seed = SEED
     options.multiple_models = False
+    # A few photos with few features do not pin down the lens: keep the prior (the EXIF focal
+    # length, or COLMAP's guess) rather than fit a wild one.
+    options.ba_refine_focal_length = False
+    options.ba_refine_extra_params = False
     options.min_model_size = 3
     # A look, not the result: start from a weaker pair than COLMAP's default would.
     options.mapper.init_min_num_inliers = FIRST_LOOK_INIT_INLIERS
