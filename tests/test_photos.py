@@ -9,9 +9,15 @@ import zlib
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageFilter
 
-from aetherscan.photos import PhotoError, open_photo, open_photo_array, read_size
+from aetherscan.photos import (
+    PhotoError,
+    open_photo,
+    open_photo_array,
+    open_photo_reduced,
+    read_size,
+)
 
 
 def _encode(image: Image.Image, fmt: str = "PNG", **kwargs) -> bytes:
@@ -125,3 +131,26 @@ def test_a_path_works_like_bytes(tmp_path):
     (tmp_path / "empty.jpg").write_bytes(b"")
     with pytest.raises(PhotoError, match="empty"):
         open_photo(tmp_path / "empty.jpg")
+
+
+def test_a_big_jpeg_decodes_at_a_reduced_scale_for_a_small_copy():
+    """open_photo_reduced: the smallest libjpeg scale that keeps the long side asked for, the
+    full upright size, and pixels that match a full decode shrunk by the same factor."""
+    y, x = np.mgrid[0:1000, 0:2000]
+    pixels = np.stack([x % 256, y % 256, (x // 8 + y // 8) % 256], axis=-1).astype(np.uint8)
+    smooth = Image.fromarray(pixels).filter(ImageFilter.GaussianBlur(4))
+    for orientation, upright in ((1, (2000, 1000)), (6, (1000, 2000))):
+        exif = Image.Exif()
+        exif[0x0112] = orientation
+        buffer = io.BytesIO()
+        smooth.save(buffer, "JPEG", quality=95, exif=exif)
+        image, full, factor = open_photo_reduced(buffer.getvalue(), 400)
+        assert full == upright and factor == 4  # 2000 / 4 = 500 >= 400; / 8 = 250 is too few
+        assert image.size == (upright[0] // 4, upright[1] // 4) and image.mode == "RGB"
+        reference = open_photo(buffer.getvalue()).reduce(4)
+        difference = np.abs(np.asarray(image, float) - np.asarray(reference, float))
+        assert difference.mean() < 3
+    png = io.BytesIO()
+    smooth.save(png, "PNG")
+    image, full, factor = open_photo_reduced(png.getvalue(), 400)
+    assert factor == 1 and image.size == full == (2000, 1000)  # only JPEG has reduced scales

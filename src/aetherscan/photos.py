@@ -28,6 +28,7 @@ What is refused, before any pixel is decoded where the header tells:
 from __future__ import annotations
 
 import io
+import math
 import threading
 import warnings
 from collections.abc import Iterator
@@ -101,6 +102,25 @@ def open_photo(source: Path | bytes, *, max_megapixels: float = 100.0) -> Image.
     """
     with _opened(source, max_megapixels) as image:
         return _decode(image)
+
+
+def open_photo_reduced(
+    source: Path | bytes, long_side_px: int, *, max_megapixels: float = 100.0
+) -> tuple[Image.Image, tuple[int, int], int]:
+    """Like open_photo, for a copy whose long side will be ``long_side_px``: a JPEG is decoded
+    at the smallest of libjpeg's scales (1/2, 1/4, 1/8) that keeps at least that many pixels,
+    which costs a fraction of a full decode and of the resize after it. Returns the upright
+    image, the photo's full upright size, and the factor k of the scale used (1: full size):
+    pixel i of the image covers pixels k*i to k*(i+1) of the photo."""
+    with _opened(source, max_megapixels) as image:
+        full = _upright_size(image)
+        factor = 1
+        if image.format in ("JPEG", "MPO"):
+            width, height = image.size
+            factor = next((k for k in (8, 4, 2) if max(width, height) / k >= long_side_px), 1)
+            if factor > 1:
+                image.draft(None, (math.ceil(width / factor), math.ceil(height / factor)))
+        return _decode(image), full, factor
 
 
 def open_photo_array(source: Path | bytes, *, max_megapixels: float = 100.0) -> np.ndarray:

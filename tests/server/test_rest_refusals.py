@@ -350,7 +350,10 @@ def test_an_exif_rotated_photo_is_upright_over_rest(server):
     buffer = io.BytesIO()
     photo.save(buffer, "JPEG", exif=exif)
     job = create(server, ("rotated.jpg", buffer.getvalue()), ("plain.jpg", GOOD))
+    thumbnail = job["photos"][0].pop("thumbnail")
     assert job["photos"][0] == {"name": "rotated.jpg", "width": 48, "height": 64, "mask": False}
+    with Image.open(io.BytesIO(server.http.get(thumbnail).content)) as small:
+        assert small.size == (48, 64)  # upright too
     status = server.wait_for_state(job["job_id"])
     assert status["views"][0] == {"name": "rotated.jpg", "width": 48, "height": 64}
     cameras = server.http.get(status["downloads"]["cameras"]).json()["cameras"]

@@ -163,7 +163,10 @@ def test_an_exif_rotated_photo_comes_out_upright(shared_server):
     rotated = messages[-2]["cameras"][0]
     assert (rotated["width"], rotated["height"]) == (48, 64)
     status = shared_server.http.get(f"/api/jobs/{messages[-1]['job_id']}").json()
+    thumbnail = status["photos"][0].pop("thumbnail")
     assert status["photos"][0] == {"name": "rotated.jpg", "width": 48, "height": 64, "mask": False}
+    with Image.open(io.BytesIO(shared_server.http.get(thumbnail).content)) as small:
+        assert small.size == (48, 64)  # upright too
 
 
 FILENAMES = {

@@ -13,7 +13,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from aetherscan.engines.sfm.job import SfmJob
-from aetherscan.photos import PhotoError, open_photo
+from aetherscan.photos import PhotoError, open_photo_reduced
 
 JPEG_QUALITY = 95
 EXIF_IFD = 0x8769
@@ -105,17 +105,19 @@ def load_photos(job: SfmJob) -> list[PhotoInfo]:
     def prepare(item: tuple[int, dict]) -> PhotoInfo | str:
         index, photo = item
         try:
-            image = open_photo(Path(photo["path"]), max_megapixels=job.spec["max_megapixels"])
+            # A big JPEG decodes at a reduced scale (pixel i covering pixels k*i to k*(i+1)).
+            image, (width, height), k = open_photo_reduced(
+                Path(photo["path"]), max_px, max_megapixels=job.spec["max_megapixels"]
+            )
         except PhotoError as exc:
             return f"could not be decoded: {exc}"
         exif = image.getexif()  # decoded with the pixels, orientation already applied
-        width, height = image.size
         # One scale for both axes (original = scale * scaled), so fx = fy survives the way
         # back; the last fraction of a pixel row or column is cropped for that.
         scale = max(1.0, max(width, height) / max_px)
         size = (max(1, math.floor(width / scale)), max(1, math.floor(height / scale)))
         if size != image.size:
-            box = (0.0, 0.0, size[0] * scale, size[1] * scale)
+            box = (0.0, 0.0, size[0] * scale / k, size[1] * scale / k)
             image = image.resize(size, Image.Resampling.LANCZOS, box=box)
         file = f"{index:05d}.jpg"
         image.save(job.images_dir / file, quality=JPEG_QUALITY)
