@@ -9,6 +9,8 @@ that storage makes (``0000.jpg``).
 
 from __future__ import annotations
 
+import base64
+import binascii
 import io
 import os
 import re
@@ -104,3 +106,28 @@ def check_mask(label: str, data: bytes, photo_size: tuple[int, int], settings: S
 
 def _extension(kind: str) -> str:
     return _EXTENSIONS.get(kind, ".img")
+
+
+def name_within(text: str, limit: int) -> str:
+    """A client's file name cut to ``limit`` characters before it is looked at: its last path
+    component, and of a long one the start and the extension (a label keeps 120 characters)."""
+    text = text[max(text.rfind("/"), text.rfind("\\")) + 1 :]
+    return text if len(text) <= limit else text[: limit - 16] + text[-16:]
+
+
+def decode_data_url(data: str, label: str, code: str = "bad_photo") -> bytes:
+    """The bytes of a ``data:<type>;base64,<payload>`` URL, or Refused saying what is wrong."""
+    header, comma, payload = data.partition(",")
+    if not data.startswith("data:") or not comma or not header.endswith(";base64"):
+        shown = data[:30] + ("..." if len(data) > 30 else "")
+        raise Refused(
+            f'{label}: "data" is not a base64 data URL (expected "data:image/jpeg;base64,...", '
+            f"got {shown!r})",
+            code=code,
+        )
+    try:
+        return base64.b64decode(payload, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise Refused(
+            f'{label}: the base64 in "data" is damaged or truncated ({exc})', code=code
+        ) from None

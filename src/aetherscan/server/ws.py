@@ -17,8 +17,6 @@ attach to it again from a new connection. Sessions per client and in all are lim
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import contextlib
 import logging
 import sqlite3
@@ -29,8 +27,8 @@ import numpy as np
 from fastapi import APIRouter, WebSocket
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
-from aetherscan.engines.base import Preview
-from aetherscan.reconstruction import PointCloud, load_reconstruction
+from aetherscan.engines.base import Preview, PreviewCamera
+from aetherscan.reconstruction import PointCloud, View, load_reconstruction
 from aetherscan.server.feeds import FeedReader, JobFeed, Sessions, sessions_of
 from aetherscan.server.jobs import (
     CancelledEvent,
@@ -75,7 +73,7 @@ from aetherscan.server.protocol import (
 from aetherscan.server.results import RECONSTRUCTION_FILE, download_urls
 from aetherscan.server.service import Service, ServiceDep, client_of
 from aetherscan.server.storage import StorageError
-from aetherscan.server.uploads import MAX_LABEL_CHARS, MB, Refused
+from aetherscan.server.uploads import MAX_LABEL_CHARS, MB, Refused, decode_data_url, name_within
 
 log = logging.getLogger(__name__)
 router = APIRouter()
@@ -411,7 +409,7 @@ class Session:
         if self._replaying or (self.job is not None and self.job.state != "uploading"):
             await self._refuse_busy()
             return
-        filename = _within(message.filename, LONGEST_FILENAME)
+        filename = name_within(message.filename, LONGEST_FILENAME)
         job = self.job
         try:
             if job is None:
@@ -659,45 +657,21 @@ def _to_the_end(coroutine: Coroutine[Any, Any, T]) -> asyncio.Future[T]:
     return asyncio.shield(task)
 
 
-def _within(text: str, limit: int) -> str:
-    """A client's file name cut to ``limit`` characters before it is looked at: its last path
-    component, and of a long one the start and the extension (a label keeps 120 characters)."""
-    text = text[max(text.rfind("/"), text.rfind("\\")) + 1 :]
-    return text if len(text) <= limit else text[: limit - 16] + text[-16:]
-
-
-def decode_data_url(data: str, label: str, code: str = "bad_photo") -> bytes:
-    """The bytes of a ``data:<type>;base64,<payload>`` URL, or Refused saying what is wrong."""
-    header, comma, payload = data.partition(",")
-    if not data.startswith("data:") or not comma or not header.endswith(";base64"):
-        shown = data[:30] + ("..." if len(data) > 30 else "")
-        raise Refused(
-            f'{label}: "data" is not a base64 data URL (expected "data:image/jpeg;base64,...", '
-            f"got {shown!r})",
-            code=code,
-        )
-    try:
-        return base64.b64decode(payload, validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise Refused(
-            f'{label}: the base64 in "data" is damaged or truncated ({exc})', code=code
-        ) from None
+def _camera(camera: View | PreviewCamera) -> Camera:
+    return Camera(
+        name=camera.name,
+        width=camera.width,
+        height=camera.height,
+        K=np.asarray(camera.K, float).tolist(),
+        cam_from_world=np.asarray(camera.cam_from_world, float).tolist(),
+    )
 
 
 def _preview_message(preview: Preview) -> PreviewMessage:
     cloud = preview.cloud
     return PreviewMessage(
         message=preview.message,
-        cameras=[
-            Camera(
-                name=camera.name,
-                width=camera.width,
-                height=camera.height,
-                K=np.asarray(camera.K, float).tolist(),
-                cam_from_world=np.asarray(camera.cam_from_world, float).tolist(),
-            )
-            for camera in preview.cameras
-        ],
+        cameras=[_camera(camera) for camera in preview.cameras],
         points=PreviewPoints(
             # 6 significant digits: a preview is a look, not data.
             positions=[float(f"{v:.6g}") for v in cloud.xyz.ravel().tolist()],
@@ -708,15 +682,6 @@ def _preview_message(preview: Preview) -> PreviewMessage:
 
 def _cameras_message(event: DoneEvent) -> Cameras:
     return Cameras(
-        cameras=[
-            Camera(
-                name=view.name,
-                width=view.width,
-                height=view.height,
-                K=np.asarray(view.K, float).tolist(),
-                cam_from_world=np.asarray(view.cam_from_world, float).tolist(),
-            )
-            for view in event.reconstruction.views
-        ],
+        cameras=[_camera(view) for view in event.reconstruction.views],
         dropped=[DroppedInfo(name=d.name, reason=d.reason) for d in event.reconstruction.dropped],
     )
