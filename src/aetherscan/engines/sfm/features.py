@@ -29,6 +29,9 @@ def extract_features(job: SfmJob, infos: list[PhotoInfo], image_ids: dict[int, i
     _extract_to(job, probe_path, names, fast)
     if job.previews:
         job.timed("first_look", lambda: first_look(job, infos, probe_path))
+    # The same random state from here on with or without a first look, however far its
+    # mapper got in its time: the result must not depend on the preview or the machine's load.
+    pycolmap.set_random_seed(0)
     probe = pycolmap.Database.open(probe_path)
     probe_ids = {n: _image_id(probe, n) for n in names}
     counts = {n: probe.num_keypoints_for_image(probe_ids[n]) for n in names}
