@@ -139,7 +139,7 @@ def test_the_label_words_for_finer_colmap_confidences_and_small_shares(page, liv
     )
     nbsp = "\u00a0"
     assert words == [
-        f"keeps 42{nbsp}% of the points: those seen by 4+ photos, or by 3 that agree closely "
+        f"keeps 42{nbsp}% of the points: those seen by 4+ photos, or by 3 that agree best "
         "(confidence ≥ 3.4)",
         f"keeps 90{nbsp}% of the points (not 50{nbsp}%: ties stay together): "
         "those seen by at least 1 photo",

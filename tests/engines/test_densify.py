@@ -208,6 +208,27 @@ def test_points_lie_on_the_true_surfaces(scene: Scene, dense: Dense) -> None:
     assert 0.04 < on_card.mean() < 0.3
 
 
+def test_confidence_marks_points_that_a_view_sees_through(scene: Scene, dense: Dense) -> None:
+    """Whole part: the views that agree; a half more when no view checked sees through the
+    point. Among points seen by as many views, those seen through lie farther from the true
+    surfaces (the stereo error at depth edges)."""
+    xyz = dense.xyz
+    confidence = np.concatenate([r[2] for r in dense.result])
+    views = np.floor(confidence)
+    assert views.min() >= 2 and views.max() <= len(scene.images)
+    assert set(np.unique(confidence - views)) <= {0.0, 0.5}
+    relative = scene.surface_distance(xyz) / depth_of(xyz, scene.poses[2])
+    compared = 0
+    for count in np.unique(views):
+        clear = confidence == count + 0.5
+        seen_through = confidence == count
+        if clear.sum() < 100 or seen_through.sum() < 100:
+            continue
+        assert np.median(relative[seen_through]) > 1.3 * np.median(relative[clear])
+        compared += 1
+    assert compared >= 1
+
+
 def test_points_are_not_duplicated_across_views(scene: Scene, dense: Dense) -> None:
     # Project everything into the middle view: a surface covered once gives about one point per
     # pixel; near-copies from several views would pile up several per pixel.

@@ -98,13 +98,14 @@ export function describeKept(kept, asked, threshold, engine) {
   let which;
   if (engine === "colmap") {
     // COLMAP's confidence: its whole part counts the photos that see a point consistently,
-    // its fraction (below 1) grades how closely they agree. A threshold between two counts
-    // keeps every point seen by more photos, and the closest of those seen by as many.
+    // its fraction (below 1) grades how well they agree (sparse points: the reprojection
+    // error; dense points: a half when no photo sees through the point). A threshold between
+    // two counts keeps every point seen by more photos, and the best of those seen by as many.
     const photos = Math.floor(threshold);
     const plural = (n) => `${n} photo${n === 1 ? "" : "s"}`;
     which = Number.isInteger(threshold)
       ? `those seen by at least ${plural(photos)}`
-      : `those seen by ${photos + 1}+ photos, or by ${photos} that agree closely ` +
+      : `those seen by ${photos + 1}+ photos, or by ${photos} that agree best ` +
         `(confidence ≥ ${round(threshold)})`;
   } else {
     which = `confidence at least ${round(threshold)}`;

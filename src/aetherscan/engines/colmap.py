@@ -13,11 +13,11 @@ one radial distortion coefficient per camera; the views carry the pinhole part, 
 given to dense stereo are undistorted to it first.
 
 Point confidence (always >= 2 here, so it passes the default min_confidence of 1): its whole part
-is the number of photos that see the point consistently, its fraction (below 1) how closely they
+is the number of photos that see the point consistently, its fraction (below 1) how well they
 agree. For the dense cloud that is what densify reports (views whose depth maps agree, the owning
-view included; the fraction from their depth differences); for the sparse cloud the SfM track
-length (photos whose features triangulate to the point; the fraction from its reprojection error,
-1 at 0 px, 0 at ``MAX_REPROJECTION_PX``). A viewer can rank points by it (a percentile) and say
+view included; a half more when no view checked sees through the point); for the sparse cloud
+the SfM track length (photos whose features triangulate to the point; the fraction from its
+reprojection error, 1 at 0 px, 0 at ``MAX_REPROJECTION_PX``). A viewer can rank points by it (a percentile) and say
 "seen by at least K photos" from its whole part.
 """
 

@@ -10,7 +10,9 @@ matching, depth consistency across views, and fusion into one cloud without dupl
    over the disparity range of the sparse points both views see, and its disparities turned into
    a depth map on the reference view's pixel grid.
 4. A reference pixel is kept when the depth maps of at least ``min_consistent_views`` other views
-   agree with its depth; its confidence is the number of views that agree, itself included (>= 2).
+   agree with its depth; its confidence is the number of views that agree, itself included (>= 2),
+   plus ``UNCONTRADICTED`` when none of the views checked sees through it (sees farther along the
+   same ray): points that one does are twice as far from the surface, measured in the tests.
 5. Fusion: the kept depth is the mean of the agreeing views' depths along the pixel's ray. When
    view i emits a point that view k confirms, the pixels of k around it are marked as taken, so
    k does not emit a near-copy of it (where k sees the surface much finer, only the one under
@@ -40,6 +42,7 @@ ProgressCallback = Callable[[float, str], None]
 ViewPoints = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]
 
 INVALID_DISPARITY = -1e4  # far below any disparity, so that interpolating across it is detectable
+UNCONTRADICTED = 0.5  # added to the confidence of a point that no view checked sees through
 
 
 @dataclass(frozen=True)
@@ -117,7 +120,8 @@ def densify(
 
     Returns, per view, ``(xyz (N, 3) float32, rgb (N, 3) uint8, confidence (N,) float32, depth)``.
     The points of different views are disjoint: each surface point belongs to one view. Confidence
-    is the number of views whose depth maps agree on the point (>= 1 + min_consistent_views).
+    is the number of views whose depth maps agree on the point (>= 1 + min_consistent_views),
+    plus ``UNCONTRADICTED`` (0.5) when no view checked sees through it.
     ``depth`` is the view's checked depth map along its camera z axis at the working resolution
     (h, w), 0 where unknown, or None when the view had no stereo partner; its intrinsics are K
     scaled by (w / W, h / H). ``on_view(view_index, xyz, rgb, confidence)`` receives each view's
@@ -501,6 +505,7 @@ def _fuse_view(
     v = (pixel // width).astype(np.float32)
     z = depth.ravel()[pixel]
     agreeing = np.ones(len(z), np.int32)
+    contradicted = np.zeros(len(z), bool)
     scale_sum = np.ones(len(z), np.float32)
     confirmations = []
     for other in checks:
@@ -512,6 +517,9 @@ def _fuse_view(
         seen = other_depth.ravel()[there]
         agree = (there >= 0) & (np.abs(seen - z_other) <= options.depth_tolerance * z_other)
         agreeing += agree
+        # That view sees farther than the point along its ray: the point floats in space the
+        # view saw through (the usual error at depth edges).
+        contradicted |= (there >= 0) & (seen > z_other * (1 + options.depth_tolerance))
         # Scaling a point along its ray here by s moves its depth there from z_other to
         # offset + s * (z_other - offset); the s that matches the depth seen there is its vote.
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -536,7 +544,7 @@ def _fuse_view(
     return (
         np.ascontiguousarray(xyz, np.float32),
         view.rgb.reshape(-1, 3)[pixel],
-        agreeing[emit].astype(np.float32),
+        (agreeing[emit] + np.where(contradicted[emit], 0, UNCONTRADICTED)).astype(np.float32),
         checked,
     )
 
