@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
 from pathlib import Path
 
 import pytest
@@ -134,4 +135,51 @@ def test_a_real_scan_at_1280x800(page, tmp_path):
             shot = SHOTS / "page-real-scan-photos.png"
             shutil.copy(shot, os.environ["AETHERSCAN_PAGE_SCREENSHOT"])
     finally:
+        server.stop()
+
+
+class WordyEngine(StagedEngine):
+    """StagedEngine whose progress says long sentences (two lines in the panel), as COLMAP's do."""
+
+    def reconstruct(self, photos, observer=None):
+        class Wordy:
+            def __init__(self, inner) -> None:
+                self.inner = inner
+
+            def progress(self, stage, fraction, message=""):
+                self.inner.progress(stage, fraction, f"{message}: {'placing the photos ' * 3}")
+
+            def __getattr__(self, name):
+                return getattr(self.inner, name)
+
+        return super().reconstruct(photos, Wordy(observer))
+
+
+def test_the_stage_line_and_clock_stay_in_view_as_they_grow(page, tmp_path):
+    """With many photos step 2 sits low in the panel: a stage line that wraps to more lines and
+    the clock that appears after Start are scrolled clear of step 3, not left under it."""
+    _require_server_app()
+    _require_three()
+    hold = threading.Event()
+    engine = WordyEngine(steps=8, seconds_per_step=0.6, hold=hold)
+    server = LiveServer(tmp_path / "data", engine=engine).start()
+    try:
+        page.goto(server.url + "/")
+        page.wait_for_function(f"() => {HOOK} && {HOOK}.state === 'idle'")
+        page.set_input_files("#file-input", write_test_photos(tmp_path, 16))
+        page.wait_for_function("() => !document.querySelector('#start').disabled")
+        page.click("#start")
+        assert engine.started.wait(20)
+        hold.set()
+        page.wait_for_function(
+            "() => document.querySelector('#clock').textContent.includes('left')"
+        )
+        page.wait_for_timeout(300)
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SHOTS / "page-layout-running.png"))
+        for selector in ("#stage-text", "#clock", "#confidence"):
+            assert uncovered(page, selector), selector
+        page.wait_for_function(f"() => {HOOK}.state === 'done'")
+    finally:
+        hold.set()
         server.stop()

@@ -187,6 +187,13 @@ const showMessage = (text, level) => {
   notices.say(text, level);
   revealStatus();
 };
+// While a job runs, a stage line that grows (a longer sentence, the clock appearing) is kept
+// in view too; only a change of size moves the panel, so a person scrolling it is left alone.
+const statusSizes = new ResizeObserver(() => {
+  if (isBusy()) revealStatus();
+});
+statusSizes.observe(ui.stageText);
+statusSizes.observe(ui.clock);
 const clearMessages = () => notices.clear();
 const setStage = (text, fraction) => notices.stage(text, fraction);
 
