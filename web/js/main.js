@@ -9,6 +9,7 @@ import { showDownloads } from "./downloads.js";
 import { frameFromJsonPoints } from "./frames.js";
 import { followAddress, jobInAddress, loadFinishedJob } from "./jobs.js";
 import { Notices } from "./notices.js";
+import { ENGINE_NAMES, MIN_PHOTOS, newAppState, pageElements, STAGE_NAMES } from "./page.js";
 import { revealInPanel } from "./panel.js";
 import { listenForFiles, PhotoList, Upload } from "./photos.js";
 import { decodePointFrame, FEATURES } from "./protocol.js";
@@ -17,87 +18,8 @@ import { SceneView } from "./scene.js";
 import { installSceneTools } from "./tools.js";
 import { describeResult } from "./verdict.js";
 
-const MIN_PHOTOS = 2;
-
-const ENGINE_NAMES = {
-  fast3r: "Fast3R (learned, one pass)",
-  colmap: "COLMAP (classical structure from motion)",
-};
-
-const STAGE_NAMES = {
-  load: "Reading photos",
-  inference: "Running the neural network",
-  features: "Finding features",
-  matching: "Matching photos",
-  mapping: "Placing the cameras",
-  poses: "Estimating camera poses",
-  densify: "Densifying",
-  points: "Gathering points",
-  done: "Done",
-};
-
-const $ = (id) => document.getElementById(id);
-
-const ui = {
-  engine: $("engine"),
-  connection: $("connection"),
-  dropzone: $("dropzone"),
-  fileInput: $("file-input"),
-  thumbnails: $("thumbnails"),
-  photoCount: $("photo-count"),
-  start: $("start"),
-  cancel: $("cancel"),
-  newScan: $("new-scan"),
-  stageBar: $("stage-bar"),
-  stageText: $("stage-text"),
-  clock: $("clock"),
-  verdict: $("verdict"),
-  advice: $("advice"),
-  recent: $("recent"),
-  recentList: $("recent-list"),
-  messages: $("messages"),
-  pointSize: $("point-size"),
-  pointSizeValue: $("point-size-value"),
-  confidence: $("confidence"),
-  confidenceValue: $("confidence-value"),
-  showCameras: $("show-cameras"),
-  resetView: $("reset-view"),
-  downloads: $("downloads"),
-  downloadList: $("download-list"),
-  viewport: $("viewport"),
-  panel: document.querySelector(".panel"),
-  look: document.querySelector(".step.look"),
-  stats: $("stats"),
-  emptyHint: $("empty-hint"),
-};
-
-// What the page knows; also read by the browser test through window.aetherscan.
-const app = {
-  phase: "connecting", // connecting | idle | uploading | queued | running | done | failed
-  online: false,
-  engine: null,
-  limits: {},
-  jobId: null,
-  downloads: {},
-  framesReceived: 0,
-  binaryFrames: 0,
-  jsonMessages: 0,
-  pointsReceived: 0,
-  bytesReceived: 0,
-  totalPoints: null,
-  cameras: 0,
-  sparseOnly: false, // the engine said it kept its sparse points only (no dense ones)
-  quality: null, // the engine's verdict on the result: {verdict, reasons}
-  masks: null, // where the result's masks came from
-  frameLog: [], // {count, receivedMs, shownMs}: epoch milliseconds, for the benchmark
-  framesInRenders: 0, // frameLog entries already handed to a render
-  acceptJobData: false,
-  offlineNote: "", // what the stage line says while there is no connection
-  serverUploadOpen: false, // the server holds photos of this connection not yet reconstructed
-  reattachJobId: null, // a queued or running job to follow again once the line is back
-  openingJobId: null, // a job being read over REST to be shown (/#job=<id>)
-  cancelReplies: 0, // "cancelled" answers still to come for cancels sent to clear an upload
-};
+const ui = pageElements();
+const app = newAppState(); // what the page knows; also read by the tests through window.aetherscan
 
 // ?points=json asks for the JSON "points" messages instead of binary frames (for comparing).
 const pageOptions = new URLSearchParams(location.search);
