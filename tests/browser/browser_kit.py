@@ -6,6 +6,7 @@ WebGL runs on SwiftShader, so no GPU is needed.
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 import time
@@ -13,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+HOOK = "window.aetherscan"  # the page's hook for tests (docs/viewer.md)
+SHOTS = Path(os.environ.get("AETHERSCAN_SHOTS", "/tmp/shots"))  # where tests leave screenshots
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",

@@ -3,13 +3,9 @@ run through the page, where a point of the scene is on screen, and screenshots t
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-from browser_kit import LiveServer, _require_server_app, _require_three
-
-HOOK = "window.aetherscan"
-SHOTS = Path(os.environ.get("AETHERSCAN_SHOTS", "/tmp/shots"))
+from browser_kit import HOOK, SHOTS, LiveServer, _require_server_app, _require_three
 
 # The client position (CSS pixels) where the engine's point (as streamed) is drawn, or null
 # when it is behind the viewer or outside the canvas.

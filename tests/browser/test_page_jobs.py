@@ -7,7 +7,6 @@ away; the Download menu names each format."""
 from __future__ import annotations
 
 import json
-import os
 import threading
 import time
 from pathlib import Path
@@ -15,6 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 from browser_kit import (
+    HOOK,
+    SHOTS,
     LiveServer,
     StagedEngine,
     _require_server_app,
@@ -24,8 +25,6 @@ from browser_kit import (
 
 pytestmark = pytest.mark.browser
 
-HOOK = "window.aetherscan"
-SHOTS = Path(os.environ.get("AETHERSCAN_SHOTS", "/tmp/shots"))
 UNPLACED = "it shares too few features with the other photos"
 
 

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 from browser_kit import (
+    HOOK,
+    SHOTS,
     LiveServer,
     StagedEngine,
     _require_server_app,
@@ -21,8 +23,6 @@ from aetherscan.reconstruction import Quality
 
 pytestmark = pytest.mark.browser
 
-HOOK = "window.aetherscan"
-SHOTS = Path(os.environ.get("AETHERSCAN_SHOTS", "/tmp/shots"))
 REASONS = [
     "only 10 of 12 photos were placed",
     "the cameras cover a narrow arc (40 degrees), so the far side of the object is missing",

@@ -7,18 +7,13 @@ from __future__ import annotations
 import base64
 import io
 import json
-import os
-from pathlib import Path
 
 import numpy as np
 import pytest
-from browser_kit import LiveServer, StagedEngine, _require_server_app, _require_three
+from browser_kit import HOOK, SHOTS, LiveServer, StagedEngine, _require_server_app, _require_three
 from PIL import Image
 
 pytestmark = pytest.mark.browser
-
-HOOK = "window.aetherscan"
-SHOTS = Path(os.environ.get("AETHERSCAN_SHOTS", "/tmp/shots"))
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ why it is rough and what to do."""
 
 from __future__ import annotations
 
-import os
 import re
 import threading
 import time
@@ -13,6 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 from browser_kit import (
+    HOOK,
+    SHOTS,
     LiveServer,
     StagedEngine,
     _require_server_app,
@@ -24,8 +25,6 @@ from aetherscan.reconstruction import Quality
 
 pytestmark = pytest.mark.browser
 
-HOOK = "window.aetherscan"
-SHOTS = Path(os.environ.get("AETHERSCAN_SHOTS", "/tmp/shots"))
 CLOCK = re.compile(r"^(\d+):(\d\d) elapsed(?: · about (\d+):(\d\d) left| · finishing…)?$")
 
 

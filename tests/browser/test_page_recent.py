@@ -5,12 +5,12 @@ removed. Where it asks for photos it shows a picture of a good capture."""
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 
 import httpx
 import pytest
 from browser_kit import (
+    HOOK,
+    SHOTS,
     LiveServer,
     StagedEngine,
     _require_server_app,
@@ -21,9 +21,6 @@ from browser_kit import (
 from aetherscan.reconstruction import Quality
 
 pytestmark = pytest.mark.browser
-
-HOOK = "window.aetherscan"
-SHOTS = Path(os.environ.get("AETHERSCAN_SHOTS", "/tmp/shots"))
 
 
 def reconstruct(page, paths: list[str]) -> str:

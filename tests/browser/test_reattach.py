@@ -6,12 +6,10 @@ from __future__ import annotations
 import threading
 
 import pytest
-from browser_kit import JudgedEngine, LiveServer, _require_server_app, _require_three
+from browser_kit import HOOK, JudgedEngine, LiveServer, _require_server_app, _require_three
 from PIL import Image
 
 pytestmark = pytest.mark.browser
-
-HOOK = "window.aetherscan"
 
 
 class HeldEngine(JudgedEngine):

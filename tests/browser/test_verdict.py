@@ -8,14 +8,13 @@ import os
 import shutil
 
 import pytest
-from browser_kit import JudgedEngine, LiveServer, _require_server_app, _require_three
+from browser_kit import HOOK, JudgedEngine, LiveServer, _require_server_app, _require_three
 from PIL import Image
 
 from aetherscan.reconstruction import Quality
 
 pytestmark = pytest.mark.browser
 
-HOOK = "window.aetherscan"
 REASONS = ["only 2 of 9 photos were placed", "the cameras are too close together."]
 
 

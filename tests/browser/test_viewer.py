@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from browser_kit import LiveServer, _require_server_app, _require_three
+from browser_kit import HOOK, LiveServer, _require_server_app, _require_three
 from PIL import Image
 
 pytestmark = pytest.mark.browser
@@ -22,7 +22,6 @@ FLOWERPOT = Path(__file__).resolve().parents[1] / "fixtures" / "flowerpot"
 PHOTOS = Path(os.environ.get("AETHERSCAN_BROWSER_PHOTOS", FLOWERPOT))
 BACKGROUND = np.array([0x15, 0x17, 0x1C])  # the renderer's clear colour (web/js/scene.js)
 RECONSTRUCTION_TIMEOUT_MS = 540_000
-HOOK = "window.aetherscan"
 
 
 def open_viewer(page, live_server) -> None:
