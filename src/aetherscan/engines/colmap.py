@@ -351,6 +351,11 @@ class ColmapEngine:
         return True
 
 
+def _preview_cloud(xyz: np.ndarray, rgb: np.ndarray) -> PointCloud:
+    """A preview's points: no confidence to speak of, and no view of the result owns them."""
+    return PointCloud(xyz, rgb, np.ones(len(xyz), np.float32), np.full(len(xyz), -1, np.int32))
+
+
 def _preview_from_json(message: dict) -> Preview:
     """A preview line of the SfM worker (``aetherscan.engines.sfm.preview``)."""
     xyz = np.asarray(message["points"]["xyz"], np.float32).reshape(-1, 3)
@@ -376,10 +381,9 @@ def _sparse_preview(views: list[View], sparse: dict) -> Preview:
         keep = np.sort(np.random.default_rng(0).choice(len(xyz), PREVIEW_POINTS, replace=False))
         xyz, rgb = xyz[keep], rgb[keep]
     cameras = [PreviewCamera(v.name, v.width, v.height, v.K, v.cam_from_world) for v in views]
-    cloud = PointCloud(xyz, rgb, np.ones(len(xyz), np.float32), np.full(len(xyz), -1, np.int32))
     return Preview(
         cameras,
-        cloud,
+        _preview_cloud(xyz, rgb),
         f"{len(views)} photos placed; computing their dense points (sparse points shown)",
     )
 

@@ -168,11 +168,9 @@ def _rows(descriptors, keep: np.ndarray):
     """The rows ``keep`` of a database's descriptors, in the form the database writes."""
     import pycolmap
 
-    data = np.asarray(descriptors.data)[keep]
-    try:
-        return pycolmap.FeatureDescriptors(data=data, type=descriptors.type)
-    except (AttributeError, TypeError):  # pycolmap builds that take plain arrays
-        return data
+    return pycolmap.FeatureDescriptors(
+        type=descriptors.type, data=np.ascontiguousarray(np.asarray(descriptors.data)[keep])
+    )
 
 
 def _pairs(descriptors: list[np.ndarray]) -> list[tuple[int, int]]:
