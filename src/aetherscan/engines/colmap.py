@@ -370,8 +370,7 @@ def _preview_from_json(message: dict) -> Preview:
         )
         for c in message["cameras"]
     ]
-    cloud = PointCloud(xyz, rgb, np.ones(len(xyz), np.float32), np.full(len(xyz), -1, np.int32))
-    return Preview(cameras, cloud, message["message"])
+    return Preview(cameras, _preview_cloud(xyz, rgb), message["message"])
 
 
 def _sparse_preview(views: list[View], sparse: dict) -> Preview:
