@@ -62,10 +62,11 @@ def preview_message(model, infos: dict[int, PhotoInfo], message: str) -> dict[st
                 "cam_from_world": cam_from_world.tolist(),
             }
         )
-    points = list(model.points3D.values())
-    if len(points) > PREVIEW_POINTS:
-        keep = np.random.default_rng(SEED).choice(len(points), PREVIEW_POINTS, replace=False)
-        points = [points[i] for i in np.sort(keep)]
+    ids = sorted(model.point3D_ids())
+    if len(ids) > PREVIEW_POINTS:  # sampled before any point is read: a big model costs little
+        keep = np.random.default_rng(SEED).choice(len(ids), PREVIEW_POINTS, replace=False)
+        ids = [ids[i] for i in np.sort(keep)]
+    points = [model.point3D(i) for i in ids]
     xyz = np.array([p.xyz for p in points], np.float32).reshape(-1, 3)
     rgb = np.array([p.color for p in points], np.uint8).reshape(-1, 3)
     return {
