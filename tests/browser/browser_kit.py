@@ -10,6 +10,8 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -41,6 +43,36 @@ for (const Context of [WebGLRenderingContext, WebGL2RenderingContext]) {
   }
 }
 """
+
+
+@contextmanager
+def page_failing_on_errors(
+    chromium, excused: Callable[[object], bool], *, count_gl_uploads: bool = False
+) -> Iterator[object]:
+    """A fresh 1280x800 page that fails the test, once it is done, on any uncaught script error
+    and any console error but those ``excused`` (a Playwright console message -> bool) says the
+    test brings about itself. ``count_gl_uploads``: the page counts its GL buffer uploads."""
+    context = chromium.new_context(viewport={"width": 1280, "height": 800})
+    if count_gl_uploads:
+        context.add_init_script(COUNT_GL_UPLOADS)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+
+    def on_console(message) -> None:
+        if message.type == "error" and not excused(message):
+            errors.append(f"{message.text} ({message.location['url']})")
+
+    page.on("console", on_console)
+    page.set_default_timeout(30_000)
+    yield page
+    context.close()
+    assert not errors, f"the page reported errors: {errors}"
+
+
+def refused_socket(message) -> bool:
+    """Chromium's own line for a refused WebSocket; the page's handling of it is tested."""
+    return "WebSocket connection to" in message.text
 
 
 def free_port() -> int:

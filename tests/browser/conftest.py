@@ -13,10 +13,11 @@ from collections.abc import Iterator
 import pytest
 from browser_kit import (
     CHROMIUM_ARGS,
-    COUNT_GL_UPLOADS,
     LiveServer,
     _require_server_app,
     _require_three,
+    page_failing_on_errors,
+    refused_socket,
 )
 
 
@@ -44,22 +45,8 @@ def chromium():
 @pytest.fixture
 def page(chromium):
     """A fresh page that fails the test on any uncaught script error."""
-    context = chromium.new_context(viewport={"width": 1280, "height": 800})
-    context.add_init_script(COUNT_GL_UPLOADS)
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-
-    def on_console(message) -> None:
-        # A refused WebSocket is logged by Chromium itself; the page's handling of it is tested.
-        if message.type == "error" and "WebSocket connection to" not in message.text:
-            errors.append(message.text)
-
-    page.on("console", on_console)
-    page.set_default_timeout(30_000)
-    yield page
-    context.close()
-    assert not errors, f"the page reported errors: {errors}"
+    with page_failing_on_errors(chromium, refused_socket, count_gl_uploads=True) as page:
+        yield page
 
 
 @pytest.fixture
@@ -67,19 +54,10 @@ def page_asking_for_gone_jobs(chromium):
     """As ``page``, for tests of jobs that are gone on purpose: Chromium's own console line for
     a 404 answer to ``/api/jobs/...`` (the page asking whether a job is still there) is not a
     page error; every other error still fails the test."""
-    context = chromium.new_context(viewport={"width": 1280, "height": 800})
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
 
-    def on_console(message) -> None:
+    def excused(message) -> bool:
         gone_job = "status of 404" in message.text and "/api/jobs/" in message.location["url"]
-        refused_socket = "WebSocket connection to" in message.text
-        if message.type == "error" and not gone_job and not refused_socket:
-            errors.append(f"{message.text} ({message.location['url']})")
+        return gone_job or refused_socket(message)
 
-    page.on("console", on_console)
-    page.set_default_timeout(30_000)
-    yield page
-    context.close()
-    assert not errors, f"the page reported errors: {errors}"
+    with page_failing_on_errors(chromium, excused) as page:
+        yield page

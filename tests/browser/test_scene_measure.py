@@ -10,7 +10,7 @@ import time
 
 import numpy as np
 import pytest
-from browser_kit import PlacedEngine, look_at, solid_photos
+from browser_kit import PlacedEngine, look_at, page_failing_on_errors, solid_photos
 from scene_kit import HOOK, on_screen, run_job, settle, shot
 
 pytestmark = pytest.mark.browser
@@ -120,21 +120,12 @@ def test_two_points_give_their_distance_and_set_the_scale_in_metres(page, tmp_pa
 def page_refused_a_scale(chromium):
     """As conftest's ``page``, except for Chromium's own console line for an error answer to
     PUT .../scale, which this test asks for; every other error still fails it."""
-    context = chromium.new_context(viewport={"width": 1280, "height": 800})
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
 
-    def on_console(message) -> None:
-        refused = "status of 404" in message.text and message.location["url"].endswith("/scale")
-        if message.type == "error" and not refused:
-            errors.append(f"{message.text} ({message.location['url']})")
+    def refused(message) -> bool:
+        return "status of 404" in message.text and message.location["url"].endswith("/scale")
 
-    page.on("console", on_console)
-    page.set_default_timeout(30_000)
-    yield page
-    context.close()
-    assert not errors, f"the page reported errors: {errors}"
+    with page_failing_on_errors(chromium, refused) as page:
+        yield page
 
 
 def test_a_scale_the_server_refuses_is_said_and_the_measurement_kept(

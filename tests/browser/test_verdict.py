@@ -8,8 +8,9 @@ import os
 import shutil
 
 import pytest
-from browser_kit import HOOK, JudgedEngine, LiveServer, _require_server_app, _require_three
+from browser_kit import HOOK, JudgedEngine, LiveServer
 from PIL import Image
+from scene_kit import run_job
 
 from aetherscan.reconstruction import Quality
 
@@ -29,16 +30,7 @@ def photos(tmp_path):
 
 
 def reconstruct_in_the_viewer(page, tmp_path, quality, photos) -> LiveServer:
-    _require_server_app()
-    _require_three()
-    server = LiveServer(tmp_path / "data", engine=JudgedEngine(quality)).start()
-    page.goto(server.url + "/")
-    page.wait_for_function(f"() => {HOOK} && {HOOK}.state === 'idle'")
-    page.set_input_files("#file-input", photos)
-    page.click("#start")
-    page.wait_for_function(f"() => ['done', 'failed'].includes({HOOK}.state)")
-    assert page.evaluate(f"() => {HOOK}.state") == "done", page.evaluate(f"() => {HOOK}.messages")
-    return server
+    return run_job(page, tmp_path, JudgedEngine(quality), photos)
 
 
 def keep_screenshot(page, tmp_path, name: str) -> None:

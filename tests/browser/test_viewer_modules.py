@@ -8,6 +8,7 @@ import base64
 
 import numpy as np
 import pytest
+from browser_kit import look_at
 
 pytestmark = pytest.mark.browser
 
@@ -129,19 +130,6 @@ def test_json_points_are_drawn_with_their_exact_colours(viewer_page):
     # JSON points carry no confidence: a threshold leaves them all on screen.
     assert result["drawn"] == len(XYZ)
     np.testing.assert_allclose(result["pixels"], RGB, atol=1)
-
-
-def look_at(centre: np.ndarray, target: np.ndarray, down_hint: np.ndarray) -> np.ndarray:
-    """cam_from_world, OpenCV axes, of a camera at centre looking at target."""
-    forward = (target - centre) / np.linalg.norm(target - centre)
-    right = np.cross(down_hint, forward)
-    right /= np.linalg.norm(right)
-    down = np.cross(forward, right)
-    rotation = np.stack([right, down, forward])
-    pose = np.eye(4)
-    pose[:3, :3] = rotation
-    pose[:3, 3] = -rotation @ centre
-    return pose
 
 
 def test_opencv_pose_becomes_a_three_js_camera_looking_the_same_way(viewer_page):
