@@ -1,4 +1,4 @@
-"""The ``aetherscan`` command: ``serve``, ``reconstruct``, ``evaluate``."""
+"""The ``aetherscan`` command: ``serve``, ``worker``, ``reconstruct``, ``evaluate``."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from aetherscan.settings import DEFAULT_WEIGHTS, Settings
 
 
@@ -15,9 +17,9 @@ def _add_engine_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("engine")
     group.add_argument(
         "--engine",
-        choices=["auto", "fast3r", "colmap"],
         default=None,
-        help="auto: Fast3R where its weights are found, COLMAP otherwise",
+        metavar="{auto,fast3r,colmap,MODULE:FACTORY}",
+        help="auto: Fast3R where its weights are found, COLMAP otherwise; or an engine plug-in",
     )
     group.add_argument(
         "--weights",
@@ -39,6 +41,27 @@ def _add_engine_options(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="most points kept per view, or 'all' (default 10000)",
     )
+    group.add_argument(
+        "--threads", type=int, default=None, help="COLMAP's CPU threads (default: all cores)"
+    )
+
+
+def _add_queue_options(parser: argparse.ArgumentParser, *, required: bool) -> None:
+    group = parser.add_argument_group("scale-out (docs/scaling.md)")
+    group.add_argument(
+        "--broker",
+        default=None,
+        metavar="redis://HOST:6379/0",
+        help="the Redis that carries jobs to workers (AETHERSCAN_BROKER_URL)"
+        + ("; needed" if required else "; without it the server runs jobs itself"),
+    )
+    group.add_argument(
+        "--storage-url",
+        default=None,
+        metavar="s3://BUCKET/PREFIX",
+        help="photos and results in object storage (AETHERSCAN_STORAGE_URL; endpoint: "
+        "AETHERSCAN_S3_ENDPOINT_URL); default: the data folder, shared with the workers",
+    )
 
 
 def _settings_from(args: argparse.Namespace) -> Settings:
@@ -52,6 +75,9 @@ def _settings_from(args: argparse.Namespace) -> Settings:
             "image_size": args.image_size,
             "min_confidence": args.min_confidence,
             "max_points_per_view": args.max_points_per_view,
+            "colmap_threads": args.threads,
+            "broker_url": getattr(args, "broker", None),
+            "storage_url": getattr(args, "storage_url", None),
         }.items()
         if value is not None
     }
@@ -73,6 +99,23 @@ def _build_parser() -> argparse.ArgumentParser:
         "--data-dir", type=Path, default=None, help="jobs and results (default ./data)"
     )
     _add_engine_options(serve)
+    _add_queue_options(serve, required=False)
+
+    worker = commands.add_parser(
+        "worker",
+        help="run jobs that `serve --broker` enqueues: one engine, one device (docs/scaling.md)",
+    )
+    worker.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="the server's data folder, shared, when there is no --storage-url (default ./data)",
+    )
+    worker.add_argument(
+        "--name", default=None, help="the worker's name in logs (default aetherscan@HOST-PID)"
+    )
+    _add_engine_options(worker)
+    _add_queue_options(worker, required=True)
 
     rec = commands.add_parser("reconstruct", help="photos in, point cloud and cameras out")
     rec.add_argument("photos", nargs="+", type=Path, help="photo files or folders of photos")
@@ -114,7 +157,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.INFO if args.verbose or args.command == "serve" else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
-    settings = _settings_from(args)
+    try:
+        settings = _settings_from(args)
+    except ValidationError as exc:
+        problems = "; ".join(error["msg"].removeprefix("Value error, ") for error in exc.errors())
+        print(f"aetherscan: {problems}", file=sys.stderr)
+        return 2
+    if args.command == "worker":
+        from aetherscan.workers.worker import run_worker
+
+        return run_worker(settings, name=args.name)
     if args.command == "serve":
         from aetherscan.server.app import serve
 

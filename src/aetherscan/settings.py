@@ -6,13 +6,17 @@ reads the environment at import time, and tests build their own.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 EngineName = Literal["auto", "fast3r", "colmap"]
+ENGINE_NAMES = ("auto", "fast3r", "colmap")
+# Or an engine of one's own: "package.module:factory", a callable with no arguments.
+PLUGIN_ENGINE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 DtypeName = Literal["auto", "fp32", "bf16", "fp16", "int8"]
 
 DEFAULT_WEIGHTS = "jedyang97/Fast3R_ViT_Large_512"
@@ -22,7 +26,9 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="AETHERSCAN_", env_nested_delimiter="__")
 
     # Engine
-    engine: EngineName = "auto"
+    engine: str = Field(
+        "auto", description="auto, fast3r, colmap, or package.module:factory (an engine plug-in)"
+    )
     weights: str = Field(DEFAULT_WEIGHTS, description="Fast3R model folder or Hugging Face hub id")
     device: str = Field("auto", description="'auto' (CUDA when present), 'cpu', 'cuda', 'cuda:1'")
     dtype: DtypeName = Field(
@@ -33,6 +39,7 @@ class Settings(BaseSettings):
     min_confidence: float = Field(1.0, description="keep points with confidence >= this")
     max_points_per_view: int | Literal["all"] = 10_000
     colmap_max_image_px: int = Field(1024, description="COLMAP works at this long side")
+    colmap_threads: int = Field(-1, description="COLMAP's CPU threads; -1: all cores")
 
     # Server
     host: str = "127.0.0.1"
@@ -73,6 +80,38 @@ class Settings(BaseSettings):
         "client to attach again before it is cancelled; 0 cancels at once",
     )
 
+    # Scale-out (docs/scaling.md): without a broker, serve runs the jobs itself.
+    broker_url: str | None = Field(
+        None,
+        description="redis://HOST:6379/0: serve enqueues the jobs and `aetherscan worker` "
+        "processes on any machine run them",
+    )
+    storage_url: str | None = Field(
+        None,
+        description="s3://bucket/prefix: photos and results in S3-compatible object storage, "
+        "for workers that share no disk with the server; none: the data folder",
+    )
+    s3_endpoint_url: str | None = Field(None, description="MinIO and the like: http://host:9000")
+    job_time_limit_s: float = Field(
+        3600.0, description="a queued job running longer fails, and its worker process is replaced"
+    )
+    max_tries: int = Field(
+        3, description="runs of a job whose worker stopped (killed, out of memory) before it fails"
+    )
+    worker_lease_s: float = Field(
+        15.0, description="a worker silent this long is taken for dead and its job runs again"
+    )
+
+    @field_validator("engine")
+    @classmethod
+    def _known_engine(cls, value: str) -> str:
+        if value in ENGINE_NAMES or PLUGIN_ENGINE.match(value):
+            return value
+        raise ValueError(
+            f"unknown engine {value!r}: choose auto, fast3r or colmap, or name a plug-in as "
+            "package.module:factory"
+        )
+
     def engine_options(self) -> dict[str, Any]:
         """The keyword arguments of ``aetherscan.engines.create_engine`` besides the name."""
         return {
@@ -83,4 +122,5 @@ class Settings(BaseSettings):
             "min_confidence": self.min_confidence,
             "max_points_per_view": self.max_points_per_view,
             "colmap_max_image_px": self.colmap_max_image_px,
+            "colmap_threads": self.colmap_threads,
         }

@@ -276,6 +276,7 @@ def test_the_engine_is_built_from_settings_at_start_up(tmp_path, monkeypatch):
                 "min_confidence": 1.0,
                 "max_points_per_view": 10_000,
                 "colmap_max_image_px": 320,
+                "colmap_threads": -1,
             },
         )
     ]

@@ -3,9 +3,9 @@
 // @ts-check
 
 export const PROTOCOL_VERSION = 1;
-export const FEATURES = Object.freeze(["progress", "cameras", "job", "binary_points", "quality", "masks", "attach", "preview"]);
+export const FEATURES = Object.freeze(["progress", "cameras", "job", "binary_points", "quality", "masks", "attach", "preview", "restart"]);
 export const CLIENT_MESSAGE_TYPES = Object.freeze(["image_data", "upload_complete", "ping", "hello", "cancel", "mask_data", "attach"]);
-export const SERVER_MESSAGE_TYPES = Object.freeze(["image_received", "points", "reconstruction_complete", "error", "pong", "welcome", "progress", "queued", "cameras", "preview", "cancelled", "mask_received", "attached"]);
+export const SERVER_MESSAGE_TYPES = Object.freeze(["image_received", "points", "reconstruction_complete", "error", "pong", "welcome", "progress", "queued", "cameras", "preview", "restarted", "cancelled", "mask_received", "attached"]);
 export const MAX_POINTS_PER_MESSAGE = 5000;
 export const MAX_POINTS_PER_FRAME = 65536;
 export const FRAME_MAGIC = "AEP1";
@@ -203,6 +203,16 @@ export const FRAME_HEADER_BYTES = 40;
  */
 
 /**
+ * EXTENSION 'restart': the worker running the job stopped (killed, out of memory) after
+ * sending some of its points, and the job runs again on another worker from the start. Drop
+ * every point, camera and preview of the job received so far: the stream starts again, and
+ * ``total_points`` counts only what follows.
+ * @typedef {object} Restarted
+ * @property {"restarted"} type
+ * @property {string} message
+ */
+
+/**
  * EXTENSION: the answer to cancel.
  * @typedef {object} CancelledMessage
  * @property {"cancelled"} type
@@ -306,7 +316,7 @@ export const FRAME_HEADER_BYTES = 40;
  */
 
 /** A JSON message from the server.
- * @typedef {ImageReceived | Points | ReconstructionComplete | ErrorMessage | Pong | Welcome | Progress | Queued | Cameras | PreviewMessage | CancelledMessage | MaskReceived | Attached} ServerMessage
+ * @typedef {ImageReceived | Points | ReconstructionComplete | ErrorMessage | Pong | Welcome | Progress | Queued | Cameras | PreviewMessage | Restarted | CancelledMessage | MaskReceived | Attached} ServerMessage
  */
 
 /**

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 from typing import Literal
 
@@ -50,9 +51,14 @@ def create_engine(
     min_confidence: float = 1.0,
     max_points_per_view: int | Literal["all"] = 10_000,
     colmap_max_image_px: int = 1024,
+    colmap_threads: int = -1,
 ) -> Engine:
-    """Build the engine ``name`` (auto, fast3r or colmap) with its options."""
-    from aetherscan.settings import DEFAULT_WEIGHTS
+    """Build the engine ``name`` (auto, fast3r or colmap) with its options, or a plug-in named
+    ``package.module:factory`` (a callable with no arguments that returns an Engine)."""
+    from aetherscan.settings import DEFAULT_WEIGHTS, PLUGIN_ENGINE
+
+    if PLUGIN_ENGINE.match(name):
+        return _plugin_engine(name)
 
     weights = weights or DEFAULT_WEIGHTS
     resolved = resolve_engine(name, weights)
@@ -69,4 +75,20 @@ def create_engine(
         )
     from aetherscan.engines.colmap import ColmapEngine
 
-    return ColmapEngine(max_image_px=colmap_max_image_px)
+    return ColmapEngine(max_image_px=colmap_max_image_px, num_threads=colmap_threads)
+
+
+def _plugin_engine(spec: str) -> Engine:
+    module_name, _, attribute = spec.partition(":")
+    try:
+        target: object = importlib.import_module(module_name)
+        for part in attribute.split("."):
+            target = getattr(target, part)
+    except (ImportError, AttributeError) as exc:
+        raise EngineError(f"the engine plug-in {spec!r} cannot be loaded: {exc}") from exc
+    if not callable(target):
+        raise EngineError(f"the engine plug-in {spec!r} is not callable")
+    engine = target()
+    if not callable(getattr(engine, "reconstruct", None)):
+        raise EngineError(f"the engine plug-in {spec!r} made no engine (it has no reconstruct)")
+    return engine

@@ -55,15 +55,27 @@ BAD_MULTIPART = (
 def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        the_engine = (
-            engine if engine is not None else await asyncio.to_thread(build_engine, settings)
-        )
-        storage = Storage(settings.data_dir)
-        jobs = JobManager(settings, storage, the_engine)
+        jobs: JobManager
+        if settings.broker_url and engine is None:
+            # The workers run the engine (aetherscan.server.queued, docs/scaling.md).
+            from aetherscan.server.queued import QueuedJobManager
+
+            storage = Storage(settings.data_dir, jobs_run_elsewhere=True)
+            jobs = QueuedJobManager(settings, storage, settings.engine)
+            the_engine = jobs.engine
+        else:
+            the_engine = (
+                engine if engine is not None else await asyncio.to_thread(build_engine, settings)
+            )
+            storage = Storage(settings.data_dir)
+            jobs = JobManager(settings, storage, the_engine)
         await jobs.start()
         app.state.service = Service(settings, storage, jobs, the_engine)
         log.info(
-            "AetherScan serving with the %s engine, data in %s", the_engine.name, settings.data_dir
+            "AetherScan serving with the %s engine%s, data in %s",
+            the_engine.name,
+            " (run by the workers of the broker)" if settings.broker_url else "",
+            settings.data_dir,
         )
         try:
             # The engines and exports open accepted photos with Pillow too: its own guard must

@@ -67,6 +67,14 @@ class PreviewEvent:
 
 
 @dataclass
+class RestartedEvent:
+    """The worker running a queued job stopped (aetherscan.server.queued) and the job runs again
+    from the start: what its listeners had of it is void."""
+
+    message: str
+
+
+@dataclass
 class DoneEvent:
     reconstruction: Reconstruction
     downloads: dict[str, str]
@@ -87,6 +95,7 @@ JobEvent = (
     | ProgressEvent
     | PointsEvent
     | PreviewEvent
+    | RestartedEvent
     | DoneEvent
     | FailedEvent
     | CancelledEvent
@@ -292,7 +301,7 @@ class JobManager:
                 f"a reconstruction needs at least 2 photos; {len(job.photos)} received",
                 code="upload",
             )
-        busy = len(self._queue) + (self._running is not None)
+        busy = self.busy()
         if busy >= self.settings.max_jobs_total:
             raise Refused(
                 f"the server has {busy} jobs queued or running, its limit "
@@ -312,7 +321,12 @@ class JobManager:
         self._wakeup.set()
         return self.position(job) or 0
 
+    def busy(self) -> int:
+        """Jobs queued or running."""
+        return len(self._queue) + (self._running is not None)
+
     def position(self, job: Job) -> int | None:
+        """Jobs ahead of a queued one: those before it in the queue and the one running."""
         if job.state != "queued":
             return None
         return self._queue.index(job) + (self._running is not None)

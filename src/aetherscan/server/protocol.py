@@ -56,6 +56,7 @@ FEATURES = (
     "masks",
     "attach",
     "preview",
+    "restart",
 )
 MAX_POINTS_PER_MESSAGE = 5000  # JSON points messages
 MAX_POINTS_PER_FRAME = 65536  # binary point frames
@@ -314,6 +315,16 @@ class PreviewMessage(_ServerMessage):
     points: PreviewPoints
 
 
+class Restarted(_ServerMessage):
+    """EXTENSION 'restart': the worker running the job stopped (killed, out of memory) after
+    sending some of its points, and the job runs again on another worker from the start. Drop
+    every point, camera and preview of the job received so far: the stream starts again, and
+    ``total_points`` counts only what follows."""
+
+    type: Literal["restarted"] = "restarted"
+    message: str
+
+
 class CancelledMessage(_ServerMessage):
     """EXTENSION: the answer to cancel."""
 
@@ -349,6 +360,7 @@ ServerMessage = Annotated[
     | Queued
     | Cameras
     | PreviewMessage
+    | Restarted
     | CancelledMessage
     | MaskReceived
     | Attached,

@@ -207,8 +207,15 @@ def is_job_id(text: str) -> bool:
 
 
 class Storage:
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, *, jobs_run_elsewhere: bool = False) -> None:
+        """``jobs_run_elsewhere``: queued and running jobs belong to workers that outlive this
+        process (``aetherscan.server.queued``), so a start keeps them, their photos and their
+        results; otherwise a start fails them."""
         self.data_dir = Path(data_dir)
+        self.jobs_run_elsewhere = jobs_run_elsewhere
+        # Told (job id, whole job) after a job's files or its photos were removed here, for a
+        # copy kept elsewhere (object storage).
+        self.on_removed: Callable[[str, bool], None] | None = None
         self.temp_dir = self.data_dir / TEMP_FOLDER
         self.quarantine_dir = self.data_dir / QUARANTINE_FOLDER
         self._lock = threading.Lock()
@@ -268,11 +275,13 @@ class Storage:
         """Jobs that a previous process left unfinished are failed, with the reason; deletes it
         left half done are finished; folders the index does not list are quarantined."""
         now = time.time()
+        kept = ("queued", "running") if self.jobs_run_elsewhere else ()
         with self._lock:
             rows = self._db.execute(
                 "SELECT id, state FROM jobs WHERE state NOT IN (?, ?, ?) AND deleted=0",
                 FINISHED_STATES,
             ).fetchall()
+            rows = [row for row in rows if row["state"] not in kept]
             for row in rows:
                 reason = RESTARTED_UPLOADING if row["state"] == "uploading" else RESTARTED
                 self._db.execute(
@@ -381,6 +390,18 @@ class Storage:
         fields["quality"] = json.loads(fields["quality"]) if fields["quality"] else None
         return JobRecord(**fields)
 
+    def unfinished(self) -> list[JobRecord]:
+        """Jobs queued or running, oldest first (those a start kept: ``jobs_run_elsewhere``)."""
+        with self._lock:
+            ids = [
+                row[0]
+                for row in self._db.execute(
+                    "SELECT id FROM jobs WHERE state IN ('queued', 'running') AND deleted=0"
+                    " ORDER BY created_at"
+                )
+            ]
+        return [record for record in map(self.get, ids) if record is not None]
+
     def job_ids(self) -> set[str]:
         """Every job of the index, deleted ones whose files are still being removed included."""
         with self._lock:
@@ -488,9 +509,13 @@ class Storage:
             return
         with contextlib.suppress(StorageError), writing("a delete"), self._lock:
             self._db.execute("DELETE FROM jobs WHERE id=?", (job_id,))  # else: at the next start
+        if self.on_removed is not None:
+            self.on_removed(job_id, True)
 
     def remove_inputs(self, job_id: str) -> None:
         shutil.rmtree(self.photos_dir(job_id), ignore_errors=True)
+        if self.on_removed is not None:
+            self.on_removed(job_id, False)
 
     def expired(self, older_than: float) -> list[str]:
         """Finished jobs that finished before the time ``older_than``."""

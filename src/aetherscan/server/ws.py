@@ -40,6 +40,7 @@ from aetherscan.server.jobs import (
     PreviewEvent,
     ProgressEvent,
     QueuedEvent,
+    RestartedEvent,
 )
 from aetherscan.server.protocol import (
     FEATURES,
@@ -65,6 +66,7 @@ from aetherscan.server.protocol import (
     QualityInfo,
     Queued,
     ReconstructionComplete,
+    Restarted,
     UploadComplete,
     Welcome,
     encode_points,
@@ -558,6 +560,8 @@ class Session:
                 sent += await self._send_event(job_id, event, sent)
                 if isinstance(event, DoneEvent | FailedEvent | CancelledEvent):
                     return
+                if isinstance(event, RestartedEvent) and "restart" not in self.features:
+                    return
         finally:
             reader.close()
 
@@ -574,6 +578,21 @@ class Session:
             preview = event.preview  # None: a newer preview replaced it meanwhile
             if preview is not None:
                 await self.send(_preview_message(preview).to_json())
+        elif isinstance(event, RestartedEvent):
+            if "restart" in self.features:
+                await self.send(Restarted(message=event.message).to_json())
+                return -sent  # total_points counts the points of the new run only
+            # A client that cannot drop what it has would mix two runs: its stream of the job
+            # ends here, and the job goes on (REST has it).
+            self._end(job_id)
+            feed = self.sessions.feed_of(job_id)
+            if feed is not None:
+                self.sessions.unfollow(feed, self)
+            await self.send_error(
+                f"{event.message}; this connection cannot take its points again: follow the "
+                "job over REST (GET /api/jobs/{id}), or with the feature restart",
+                "job_restarted",
+            )
         elif isinstance(event, DoneEvent):
             self._end(job_id)
             if "cameras" in self.features:

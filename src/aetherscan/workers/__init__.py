@@ -1,0 +1,1 @@
+"""Scale-out: the workers that run queued jobs, and what they share with the server."""
