@@ -151,7 +151,7 @@ class S3Server:
 
         self.port = free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
-        env = {**os.environ, "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test"}
+        env = {**os.environ, **self.credentials()}
         command = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)]
         self.process = Process(f"moto-{self.port}", command, env, folder)
         wait_until(self._answers, 30, "moto's server to answer", 0.1)
@@ -179,13 +179,24 @@ class S3Server:
         )
         return sorted(item["Key"] for page in pages for item in page.get("Contents", []))
 
+    @staticmethod
+    def credentials() -> dict[str, str]:
+        """Made-up credentials, and no look for others: boto3 would otherwise ask the cloud's
+        metadata address, which is not on loopback."""
+        return {
+            "AWS_ACCESS_KEY_ID": "test",
+            "AWS_SECRET_ACCESS_KEY": "test",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_EC2_METADATA_DISABLED": "true",
+            "AWS_CONFIG_FILE": os.devnull,
+            "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+        }
+
     def env(self, prefix: str = "aetherscan") -> dict[str, str]:
         return {
             "AETHERSCAN_STORAGE_URL": f"s3://{self.bucket}/{prefix}",
             "AETHERSCAN_S3_ENDPOINT_URL": self.endpoint,
-            "AWS_ACCESS_KEY_ID": "test",
-            "AWS_SECRET_ACCESS_KEY": "test",
-            "AWS_DEFAULT_REGION": "us-east-1",
+            **self.credentials(),
         }
 
     def stop(self) -> None:
@@ -221,6 +232,8 @@ class Cluster:
         self.port = self.port or free_port()
         command = [sys.executable, "-m", "aetherscan.cli", "serve", "--port", str(self.port)]
         command += ["--data-dir", str(self.data_dir)]
+        if self.server is not None:
+            self.server.stop()
         self.server = Process(f"serve-{self.port}", command, {**self.env, **env}, self.folder)
         http = httpx.Client(base_url=f"http://127.0.0.1:{self.port}", timeout=30)
 

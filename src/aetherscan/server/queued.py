@@ -55,6 +55,7 @@ log = logging.getLogger(__name__)
 
 READ_BLOCK_MS = 1000  # a follower's wait for events; when none came, it checks the lease
 REDIS_RETRY_S = 1.0
+DISPATCH_PATIENCE_S = 30.0  # how long a job waits for Redis to take it before it fails
 LOST_REDIS = (
     "the job queue (Redis) lost this job's record while it ran (was Redis restarted without "
     "its persistence?)"
@@ -176,7 +177,7 @@ class QueuedJobManager(JobManager):
                     remote.dispatched = True
                     remote.release = self.storage.hold(job.id)
                     try:
-                        await self._dispatch(job, remote.attempt)
+                        await self._dispatch_patiently(job, remote.attempt)
                     except (RedisError, OSError, StorageError) as exc:
                         log.error("job %s could not be queued: %s", job.id, exc)
                         self._queue.remove(job)
@@ -185,6 +186,20 @@ class QueuedJobManager(JobManager):
                         self._forget(job)
                         continue
                     self._follow(job)
+
+    async def _dispatch_patiently(self, job: Job, attempt: int) -> None:
+        """``_dispatch``, tried again while Redis does not answer (a restart), for up to
+        DISPATCH_PATIENCE_S."""
+        deadline = asyncio.get_running_loop().time() + DISPATCH_PATIENCE_S
+        while True:
+            try:
+                await self._dispatch(job, attempt)
+                return
+            except (RedisError, OSError) as exc:
+                if asyncio.get_running_loop().time() > deadline:
+                    raise
+                log.warning("job %s: Redis did not take it (%s); trying again", job.id, exc)
+                await asyncio.sleep(REDIS_RETRY_S)
 
     async def _dispatch(self, job: Job, attempt: int) -> None:
         """Record the job in Redis and send its message."""
@@ -323,6 +338,8 @@ class QueuedJobManager(JobManager):
             self._close(job, "failed", f"the result of the worker could not be read: {exc}")
             return
         self._finish(job, reconstruction)
+        if not isinstance(self.blobs, FolderBlobs):  # the server keeps its own copies
+            self._io.submit(self.blobs.delete_prefix, f"jobs/{job.id}/photos")
 
     async def _lost(self, job: Job, keys: JobKeys) -> bool:
         """No event came for a while: when the job's worker is gone, queue its next try. True
@@ -345,7 +362,7 @@ class QueuedJobManager(JobManager):
             return False
         log.warning("job %s: its worker was lost; queued again as try %d", job.id, attempt)
         remote.attempt = int(attempt)
-        await self._dispatch(job, remote.attempt)
+        await self._dispatch_patiently(job, remote.attempt)
         return False
 
     async def _done_with(self, job: Job, keys: JobKeys) -> None:
