@@ -307,6 +307,8 @@ class QueuedJobManager(JobManager):
         job.state = "running"
         self._running_jobs.add(job)
         self._record_state(job, "running")
+        with contextlib.suppress(StorageError):  # logged; the job goes on
+            self.storage.set_engine(job.id, event.data.get("engine") or self.engine.name)
         if event.attempt == 1:
             self.on_progress(job, ProgressEvent("load", 0.0, "the reconstruction started"))
             return

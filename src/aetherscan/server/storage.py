@@ -415,6 +415,11 @@ class Storage:
                 (state, error, finished, job_id),
             )
 
+    def set_engine(self, job_id: str, engine: str) -> None:
+        """The engine that runs the job, once a worker says which (``serve --broker``)."""
+        with writing("a job's engine"), self._lock:
+            self._db.execute("UPDATE jobs SET engine=? WHERE id=?", (engine, job_id))
+
     def set_progress(self, job_id: str, stage: str, fraction: float, message: str) -> None:
         with writing("a job's progress"), self._lock:
             self._db.execute(

@@ -59,6 +59,7 @@ STOPPED_TRIES = (
     "the job was started {tries} times and each time its worker stopped before the end "
     "(killed, out of memory, or its machine lost) (setting max_tries = {most})"
 )
+PUBLISH_PATIENCE_S = 10.0
 TIME_LIMIT = (
     "the job ran for longer than the time limit of {limit:.0f} s and was stopped "
     "(setting job_time_limit_s)"
@@ -123,7 +124,19 @@ class _Worker:
         return self._engine
 
     def publish(self, keys: JobKeys, event: Event) -> None:
-        self.redis.xadd(keys.events, event.fields())  # type: ignore[arg-type]
+        """Add the event to the job's stream, waiting out a Redis that restarts (up to
+        PUBLISH_PATIENCE_S); then the job fails, and the server runs it again when the lease
+        lapses."""
+        fields = event.fields()
+        deadline = time.monotonic() + PUBLISH_PATIENCE_S
+        while True:
+            try:
+                self.redis.xadd(keys.events, fields)  # type: ignore[arg-type]
+                return
+            except redis.ConnectionError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
 
     def end(self, keys: JobKeys, event: Event) -> bool:
         """Tell the job's end, if this worker still holds it."""
@@ -172,7 +185,8 @@ class _Worker:
             self.end(keys, Event("cancelled", attempt, {"reason": text(cancel)}))
             return "cancelled before it started"
         observer = _StreamingObserver(self, keys, attempt, lease)
-        self.publish(keys, Event("started", attempt, {"worker": self.name}))
+        started_by = {"worker": self.name, "engine": self.engine.name}
+        self.publish(keys, Event("started", attempt, started_by))
         started = time.perf_counter()
         try:
             with tempfile.TemporaryDirectory(prefix="aetherscan-job-") as work:
