@@ -110,7 +110,7 @@ export const FRAME_HEADER_BYTES = 40;
  * @typedef {object} ErrorMessage
  * @property {"error"} type
  * @property {string} message
- * @property {"bad_message" | "bad_photo" | "bad_mask" | "limit" | "upload" | "job_failed" | "timeout" | "storage" | "attach"} [code] EXTENSION: sent after hello
+ * @property {"bad_message" | "bad_photo" | "bad_mask" | "limit" | "upload" | "job_failed" | "timeout" | "storage" | "attach" | "job_restarted"} [code] EXTENSION: sent after hello
  */
 
 /**

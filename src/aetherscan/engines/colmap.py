@@ -23,6 +23,7 @@ reprojection error, 1 at 0 px, 0 at ``MAX_REPROJECTION_PX``). A viewer can rank 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -31,7 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -127,7 +128,8 @@ class ColmapEngine:
             if self.densify and self.previews:  # final poses; dense points take a while yet
                 observer.preview(_sparse_preview(views, sparse))
             dense_start, dense_cpu = time.perf_counter(), time.process_time()
-            densified = self.densify and self._densify(views, header, work, sparse, observer)
+            with _opencv_threads(self.num_threads):
+                densified = self.densify and self._densify(views, header, work, sparse, observer)
             if densified:
                 timings["densify"] = round(time.perf_counter() - dense_start, 3)
                 timings["densify_cpu"] = round(time.process_time() - dense_cpu, 3)
@@ -388,3 +390,19 @@ def _sparse_preview(views: list[View], sparse: dict) -> Preview:
 
 
 __all__ = ["ColmapEngine"]
+
+
+@contextlib.contextmanager
+def _opencv_threads(count: int) -> Iterator[None]:
+    """OpenCV's threads (the dense stereo's) held to ``count`` for the block; -1: as they are."""
+    if count <= 0:
+        yield
+        return
+    import cv2
+
+    before = cv2.getNumThreads()
+    cv2.setNumThreads(count)
+    try:
+        yield
+    finally:
+        cv2.setNumThreads(before)

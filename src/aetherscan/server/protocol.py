@@ -219,6 +219,7 @@ ErrorCode = Literal[
     "timeout",  # the connection was idle for too long and is closed
     "storage",  # the server could not store what was sent (disk full, read-only); nothing lost
     "attach",  # attach refused: no such job of this client, or this connection is busy
+    "job_restarted",  # the job runs again after its worker died; without restart, its stream ends
 ]
 
 
