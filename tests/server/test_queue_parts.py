@@ -152,3 +152,16 @@ def test_a_worker_without_a_broker_says_what_to_set(monkeypatch, caplog):
     assert main(["worker", "--engine", "colmap"]) == 2
     assert "--broker redis://" in caplog.text
     assert main(["worker", "--engine", "nope"]) == 2
+
+
+def test_a_worker_whose_engine_cannot_be_built_stops_with_the_reason(tmp_path):
+    from queue_kit import Cluster
+
+    running = Cluster(tmp_path, {"AETHERSCAN_ENGINE": "queue_engines:no_such_factory"})
+    try:
+        worker = running.worker("a")
+        worker.process.wait(timeout=60)  # it stops, rather than take jobs it must fail
+        assert "the engine could not be built, so the worker stops" in worker.log_text()
+        assert "no_such_factory" in worker.log_text()
+    finally:
+        running.stop()

@@ -56,8 +56,13 @@ from aetherscan.workers.channel import (
 log = logging.getLogger(__name__)
 
 STOPPED_TRIES = (
-    "the job was started {tries} times and each time its worker stopped before the end "
+    "the job was started {times} and each time its worker stopped before the end "
     "(killed, out of memory, or its machine lost) (setting max_tries = {most})"
+)
+NO_PHOTOS = (
+    "this worker cannot find the job's photos: the job was deleted meanwhile, or the worker's "
+    "data folder is not the server's (give it the same --data-dir, or object storage with "
+    "--storage-url)"
 )
 PUBLISH_PATIENCE_S = 10.0
 TIME_LIMIT = (
@@ -166,7 +171,8 @@ class _Worker:
         verdict = text(verdict)
         if verdict == "exhausted":
             tries = int(self.redis.hget(keys.job, "tries") or 0) - 1
-            reason = STOPPED_TRIES.format(tries=tries, most=settings.max_tries)
+            times = "once" if tries == 1 else f"{tries} times"
+            reason = STOPPED_TRIES.format(times=times, most=settings.max_tries)
             with self.redis.pipeline() as pipe:
                 pipe.xadd(keys.events, Event("failed", attempt, {"reason": reason}).fields())  # type: ignore[arg-type]
                 pipe.hset(keys.job, "state", "failed")
@@ -250,7 +256,7 @@ class _Worker:
         local = self.blobs.local_path(key)
         if local is not None:
             if not local.is_file():
-                raise EngineError("the photos of this job are gone (it was deleted meanwhile)")
+                raise EngineError(NO_PHOTOS)
             return local
         self.blobs.download(key, path)
         return path
@@ -406,7 +412,13 @@ def _start_child(**_: object) -> None:
         return
     _die_with_parent()
     worker = _child_worker()
-    worker.engine  # noqa: B018 (built now, before the first job)
+    try:
+        worker.engine  # noqa: B018 (built now, before the first job)
+    except Exception as exc:
+        # A worker without its engine would fail every job it takes: it stops instead.
+        log.error("%s: the engine could not be built, so the worker stops: %s", worker.name, exc)
+        os.kill(os.getppid(), signal.SIGTERM)
+        os._exit(1)
 
 
 def _die_with_parent() -> None:
