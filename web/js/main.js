@@ -105,8 +105,8 @@ function nowMs() {
 
 // What was just said is scrolled into view above step 3 (which stays at the panel's bottom).
 const revealStatus = () => revealInPanel(ui.panel, ui.stageText, ui.messages, ui.look);
-const showMessage = (text, level) => {
-  notices.say(text, level);
+const showMessage = (text, level, key) => {
+  notices.say(text, level, key);
   revealStatus();
 };
 // While a job runs, a stage line that grows (a longer sentence, the clock appearing) is kept
@@ -347,6 +347,14 @@ const HANDLERS = {
     app.jsonMessages += 1;
     addFrame(frameFromJsonPoints(message.data ?? [], size));
   },
+  // Feature "restart": the worker running the job stopped and the job runs again from its
+  // start. What it sent so far goes; the job, its photos and its clock stay.
+  restarted(message) {
+    if (!app.acceptJobData) return;
+    restartStream();
+    setStage("Starting the reconstruction again…", null);
+    showMessage(restartNotice(message.message), "warning", "restarted");
+  },
   reconstruction_complete(message) {
     if (!app.acceptJobData) return;
     completeJob(message.total_points, message.downloads ?? {}, message);
@@ -502,6 +510,17 @@ function restartStream() {
   app.framesInRenders = 0;
   controls.reset();
   updateStats();
+}
+
+/**
+ * What the page says when a job starts over (feature "restart"): the server's reason as a
+ * sentence, and what became of the view. A second restart's notice replaces the first's.
+ * @param {string | undefined} reason e.g. "the worker running this job stopped (…): the job
+ *   runs again from the start (try 2 of 3)"
+ */
+function restartNotice(reason) {
+  const said = (reason ?? "").trim().replace(/\.$/, "") || "the job runs again from the start";
+  return `${said.charAt(0).toUpperCase()}${said.slice(1)}. The view was cleared for the new run.`;
 }
 
 function resetResult() {
