@@ -43,11 +43,7 @@ def throughput(photos: dict[str, bytes], workers: int, jobs: int, folder: Path) 
     }
     running = Cluster(folder, env)
     try:
-        names = [f"w{i}" for i in range(workers)]
-        for name in names:
-            running.worker(name)
-        http = running.serve()
-        running.wait_ready(*names, timeout_s=120)
+        http = running.start(*(f"w{i}" for i in range(workers)), timeout_s=120)
         start = time.perf_counter()
         ids = [post_job(http, photos) for _ in range(jobs)]
         states = [running.wait_for(job_id, ("done", "failed"), 1800) for job_id in ids]
@@ -91,9 +87,7 @@ def latency(photos: dict[str, bytes], jobs: int, folder: Path) -> dict:
         running = Cluster(folder / mode, env)
         try:
             if mode == "queue":
-                running.worker("w")
-                running.serve()
-                running.wait_ready("w")
+                running.start("w")
             else:
                 running.serve(AETHERSCAN_BROKER_URL="")
             stream_times(running.port, photos)  # warm-up
@@ -122,10 +116,7 @@ def recovery_trial(env: dict[str, str], folder: Path) -> float:
     photos = {f"p{i}.jpg": photo_bytes((60 * i, 90, 200 - 60 * i)) for i in range(4)}
     running = Cluster(folder, env)
     try:
-        running.worker("a")
-        running.worker("b")
-        http = running.serve()
-        running.wait_ready("a", "b")
+        http = running.start("a", "b")
         job_id = post_job(http, photos)
         victim = wait_until(lambda: running.lease_holder(job_id), 30, "a worker")
         killed = time.perf_counter()

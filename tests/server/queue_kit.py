@@ -257,6 +257,14 @@ class Cluster:
         self.workers[name] = worker
         return worker
 
+    def start(self, *names: str, timeout_s: float = 60) -> httpx.Client:
+        """Workers of these names and the server, once the workers are ready."""
+        for name in names:
+            self.worker(name)
+        http = self.serve()
+        self.wait_ready(*names, timeout_s=timeout_s)
+        return http
+
     def wait_ready(self, *names: str, timeout_s: float = 60) -> None:
         """Until each worker's pool child has built its engine."""
         for name in names:

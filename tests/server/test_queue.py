@@ -45,9 +45,7 @@ def test_the_queue_streams_what_the_in_process_worker_streams_byte_for_byte(tmp_
         url = f"ws://127.0.0.1:{local.port}/ws"
         expected = [without_ids(ws_stream(url, hello)) for hello in (None, HELLO)]
     with cluster(tmp_path / "queue") as running:
-        running.worker("a")
-        running.serve()
-        running.wait_ready("a")
+        running.start("a")
         url = f"ws://127.0.0.1:{running.port}/ws"
         streamed = [without_ids(ws_stream(url, hello)) for hello in (None, HELLO)]
     assert sum(isinstance(m, bytes) for m in streamed[1]) >= 3  # binary point frames
@@ -58,10 +56,7 @@ def test_the_queue_streams_what_the_in_process_worker_streams_byte_for_byte(tmp_
 def test_two_workers_share_the_jobs_and_waiting_jobs_learn_their_position(tmp_path):
     env = {"AETHERSCAN_TEST_DELAY_S": "0.4"}  # about 1.2 s a job
     with cluster(tmp_path, env) as running:
-        running.worker("a")
-        running.worker("b")
-        http = running.serve()
-        running.wait_ready("a", "b")
+        http = running.start("a", "b")
         ids = [post_job(http, PHOTOS) for _ in range(4)]
         positions = [http.get(f"/api/jobs/{job_id}").json()["position"] for job_id in ids]
         holders = set()
@@ -92,9 +87,7 @@ def test_two_workers_share_the_jobs_and_waiting_jobs_learn_their_position(tmp_pa
 def test_a_cancel_reaches_the_remote_worker_within_two_seconds(tmp_path):
     env = {"AETHERSCAN_TEST_DELAY_S": "1.0"}
     with cluster(tmp_path, env) as running:
-        running.worker("a")
-        http = running.serve()
-        running.wait_ready("a")
+        http = running.start("a")
         job_id = post_job(http, {f"p{i}.jpg": data for i, data in enumerate(PHOTOS.values())})
         wait_until(lambda: running.lease_holder(job_id) == "a", 20, "the worker to take it")
         asked = time.monotonic()

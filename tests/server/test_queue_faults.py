@@ -28,10 +28,7 @@ def group_gone(pid: int) -> bool:
 def test_a_job_whose_worker_is_killed_runs_again_on_another_and_finishes(tmp_path):
     env = {"AETHERSCAN_TEST_DELAY_S": "0.6"}  # 4 views: about 2.4 s a run
     with cluster(tmp_path, env) as running:
-        running.worker("a")
-        running.worker("b")
-        running.serve()
-        running.wait_ready("a", "b")
+        running.start("a", "b")
         with Client(f"ws://127.0.0.1:{running.port}/ws") as client:
             client.send(
                 {"type": "hello", "protocol": 1, "features": ["job", "progress", "restart"]}
@@ -63,10 +60,7 @@ def test_a_job_whose_worker_is_killed_runs_again_on_another_and_finishes(tmp_pat
 def test_a_job_whose_workers_keep_dying_fails_after_max_tries(tmp_path):
     env = {"AETHERSCAN_TEST_DELAY_S": "0.6", "AETHERSCAN_MAX_TRIES": "1"}
     with cluster(tmp_path, env) as running:
-        running.worker("a")
-        running.worker("b")
-        http = running.serve()
-        running.wait_ready("a", "b")
+        http = running.start("a", "b")
         job_id = post_job(http, PHOTOS)
         victim = wait_until(lambda: running.lease_holder(job_id), 20, "a worker to take it")
         running.workers[victim].kill()
@@ -93,9 +87,7 @@ def test_jobs_waiting_while_redis_restarts_are_not_lost(tmp_path):
 def test_a_result_lands_while_the_web_server_restarts(tmp_path):
     env = {"AETHERSCAN_TEST_DELAY_S": "1.0"}
     with cluster(tmp_path, env) as running:
-        running.worker("a")
-        http = running.serve()
-        running.wait_ready("a")
+        http = running.start("a")
         job_id = post_job(http, PHOTOS)
         wait_until(lambda: running.lease_holder(job_id) == "a", 20, "the worker to take it")
         assert running.server is not None
@@ -111,9 +103,8 @@ def test_a_result_lands_while_the_web_server_restarts(tmp_path):
 def test_a_worker_that_hangs_past_the_time_limit_fails_its_job_and_is_replaced(tmp_path):
     env = {"AETHERSCAN_ENGINE": "queue_engines:stubborn", "AETHERSCAN_JOB_TIME_LIMIT_S": "2"}
     with cluster(tmp_path, env) as running:
-        worker = running.worker("a")
-        http = running.serve()
-        running.wait_ready("a")
+        http = running.start("a")
+        worker = running.workers["a"]
         hanging = post_job(http, {f"hang{i}.jpg": data for i, data in enumerate(PHOTOS.values())})
         status = running.wait_for(hanging, ("failed", "done"), timeout_s=30)
         assert status["state"] == "failed"
