@@ -92,11 +92,12 @@ class Process:
 
 
 class RedisServer:
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, fsync: str = "always") -> None:
+        """``fsync``: when the append-only file is flushed to disk (Redis's appendfsync)."""
         executable = shutil.which("redis-server")
         if executable is None:
             pytest.skip("no redis-server: install Debian's redis-server package (.ci/run does)")
-        self.executable, self.folder = executable, folder
+        self.executable, self.folder, self.fsync = executable, folder, fsync
         self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.process: Process | None = None
@@ -107,7 +108,7 @@ class RedisServer:
         command = [
             self.executable,
             *("--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.folder)),
-            *("--appendonly", "yes", "--appendfsync", "always", "--save", ""),
+            *("--appendonly", "yes", "--appendfsync", self.fsync, "--save", ""),
             *("--protected-mode", "no"),
         ]
         self.process = Process(f"redis-{self.port}", command, dict(os.environ), self.folder)
@@ -119,13 +120,18 @@ class RedisServer:
             self._client = redis.Redis.from_url(self.url, socket_timeout=5)
         return self._client
 
-    def restart(self) -> None:
-        """SHUTDOWN (its append-only file is on disk: fsync always) and start again."""
+    def restart(self, lose_data: bool = False) -> None:
+        """SHUTDOWN (its append-only file is on disk) and start again; or with ``lose_data``,
+        SIGKILL, the append-only file removed, and start again empty."""
         assert self.process is not None
-        with contextlib.suppress(redis.ConnectionError):
-            self.client().shutdown(nosave=True)
+        if lose_data:
+            self.process.kill()
+            shutil.rmtree(self.folder / "appendonlydir")
+        else:
+            with contextlib.suppress(redis.ConnectionError):
+                self.client().shutdown(nosave=True)
+            self.process.process.wait(timeout=20)
         self.client().close()
-        self.process.process.wait(timeout=20)
         self.process.stop()
         self.start()
 
@@ -207,11 +213,13 @@ class Cluster:
     """One Redis, one ``serve --broker`` and any number of workers, sharing ``data_dir`` unless
     told otherwise; ``env`` goes to every process (settings, the test engines' knobs)."""
 
-    def __init__(self, folder: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, folder: Path, env: dict[str, str] | None = None, fsync: str = "always"
+    ) -> None:
         self.folder = folder
         folder.mkdir(parents=True, exist_ok=True)
         self.data_dir = folder / "data"
-        self.redis = RedisServer(folder)
+        self.redis = RedisServer(folder, fsync)
         self.env = {
             **os.environ,
             "PYTHONPATH": os.pathsep.join(

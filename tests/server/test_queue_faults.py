@@ -84,6 +84,23 @@ def test_jobs_waiting_while_redis_restarts_are_not_lost(tmp_path):
         assert running.wait_for(later, ("done", "failed"))["state"] == "done"
 
 
+def test_jobs_waiting_while_redis_loses_its_data_are_sent_again(tmp_path):
+    """Redis killed and started without its data (persistence off, a lost disk): the server,
+    which has the photos, queues its waiting jobs again."""
+    with cluster(tmp_path) as running:
+        http = running.serve()
+        ids = [post_job(http, PHOTOS) for _ in range(2)]
+        queued = lambda: running.redis.client().llen("aetherscan") == 2  # noqa: E731
+        wait_until(queued, 10, "both messages in Redis")
+        running.redis.restart(lose_data=True)
+        assert running.redis.client().dbsize() == 0
+        running.worker("a")
+        for job_id in ids:
+            assert running.wait_for(job_id, ("done", "failed"), timeout_s=60)["state"] == "done"
+        said = running.server.log_text(100_000)
+        assert "Redis answers again" in said or "lost its record" in said
+
+
 def test_a_result_lands_while_the_web_server_restarts(tmp_path):
     env = {"AETHERSCAN_TEST_DELAY_S": "1.0"}
     with cluster(tmp_path, env) as running:

@@ -57,9 +57,10 @@ READ_BLOCK_MS = 1000  # a follower's wait for events; when none came, it checks 
 REDIS_RETRY_S = 1.0
 DISPATCH_PATIENCE_S = 30.0  # how long a job waits for Redis to take it before it fails
 LOST_REDIS = (
-    "the job queue (Redis) lost this job's record while it ran (was Redis restarted without "
-    "its persistence?)"
+    "the job queue (Redis) lost this job's record each time it ran (is Redis restarted "
+    "without its persistence?) (setting max_tries)"
 )
+RUNS_AGAIN = "the job runs again from the start on another worker (try {attempt} of {most})"
 WORKER_LOST = (
     "the worker running this job stopped (killed, out of memory, or its machine lost): the "
     "job runs again from the start (try {attempt} of {most})"
@@ -120,6 +121,29 @@ class QueuedJobManager(JobManager):
                 self._running_jobs.add(job)
             self._follow(job)
         log.info("following %d jobs that workers have queued or running", len(self._open))
+        self._tasks.append(asyncio.create_task(self._watch_redis()))
+
+    async def _watch_redis(self) -> None:
+        """When Redis answers again after it did not, send the messages of the jobs waiting
+        here once more: a Redis that restarted may have lost its last writes."""
+        down = False
+        while True:
+            await asyncio.sleep(REDIS_RETRY_S)
+            try:
+                await self.redis.ping()
+            except (RedisError, OSError):
+                down = True
+                continue
+            if down:
+                down = False
+                log.warning(
+                    "Redis answers again: the %d waiting jobs are sent again", len(self._queue)
+                )
+                for job in list(self._queue):
+                    remote = self._remote.get(job.id)
+                    if remote is not None and remote.dispatched:
+                        with contextlib.suppress(RedisError, OSError):
+                            await self._dispatch(job, remote.attempt, again=True)
 
     async def stop(self) -> None:
         """Stop following: jobs queued or running go on in the workers, and the next start
@@ -201,9 +225,17 @@ class QueuedJobManager(JobManager):
                 log.warning("job %s: Redis did not take it (%s); trying again", job.id, exc)
                 await asyncio.sleep(REDIS_RETRY_S)
 
-    async def _dispatch(self, job: Job, attempt: int) -> None:
-        """Record the job in Redis and send its message."""
+    async def _dispatch(self, job: Job, attempt: int, *, again: bool = False) -> None:
+        """Record the job in Redis and send its message. ``again``: a queued job's message sent
+        once more, in case Redis lost it (a copy is harmless: the worker that takes it second
+        finds the job taken or ended); nothing is sent for a job that Redis has running."""
         keys = JobKeys(job.id)
+        if (
+            again
+            and not await self.redis.hsetnx(keys.job, "state", "queued")
+            and text(await self.redis.hget(keys.job, "state")) != "queued"
+        ):
+            return
         photos = []
         for photo in job.photos:
             entry = {"label": photo.label, "key": photo_key(job.id, photo.path.name)}
@@ -312,11 +344,11 @@ class QueuedJobManager(JobManager):
         if event.attempt == 1:
             self.on_progress(job, ProgressEvent("load", 0.0, "the reconstruction started"))
             return
-        message = WORKER_LOST.format(attempt=event.attempt, most=self.settings.max_tries)
+        tries = {"attempt": event.attempt, "most": self.settings.max_tries}
         if remote.points:
-            job.publish(RestartedEvent(message))
+            job.publish(RestartedEvent(WORKER_LOST.format(**tries)))
             remote.points = 0
-        self.on_progress(job, ProgressEvent("load", 0.0, message))
+        self.on_progress(job, ProgressEvent("load", 0.0, RUNS_AGAIN.format(**tries)))
 
     def _leave_queue(self, job: Job) -> None:
         if job in self._queue:
@@ -350,15 +382,23 @@ class QueuedJobManager(JobManager):
             await self._done_with(job, keys)
             return True
         state = await self.redis.hget(keys.job, "state")
+        remote = self._remote[job.id]
         if state is None:
-            if job.id in self._open:
-                self._leave_queue(job)
-                self._close(job, "failed", LOST_REDIS)
-            await self._done_with(job, keys)
-            return True
+            # Redis lost the job (restarted without its data): the server has its photos, so it
+            # is queued again; a run that was going on is void (its worker lost its lease too).
+            if job.state == "running":
+                remote.attempt += 1
+                if remote.attempt > self.settings.max_tries:
+                    self._close(job, "failed", LOST_REDIS)
+                    await self._done_with(job, keys)
+                    return True
+            log.warning(
+                "job %s: Redis lost its record; queued again (try %d)", job.id, remote.attempt
+            )
+            await self._dispatch_patiently(job, remote.attempt)
+            return False
         if text(state) != "running" or await self.redis.exists(keys.lease):
             return False
-        remote = self._remote[job.id]
         attempt = await self.redis.eval(RETRY_SCRIPT, 2, keys.job, keys.lease, remote.attempt)
         if not attempt:
             return False
