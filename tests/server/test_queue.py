@@ -68,6 +68,16 @@ def test_two_workers_share_the_jobs_and_waiting_jobs_learn_their_position(tmp_pa
         wait_until(both_busy, 20, "both workers to run a job")
         # The last job waits behind one queued job at least while both workers are busy.
         assert positions[3] is not None and positions[3] >= 1, positions
+        # Over the WebSocket too: a fifth job hears its place, and its place change.
+        with Client(f"ws://127.0.0.1:{running.port}/ws") as client:
+            client.send({"type": "hello", "protocol": 1, "features": ["progress", "job"]})
+            client.receive()
+            client.upload(PHOTOS)
+            client.send({"type": "upload_complete", "count": len(PHOTOS)})
+            stream = client.receive_until("reconstruction_complete", timeout_s=60)
+        places = [m["position"] for m in stream if isinstance(m, dict) and m["type"] == "queued"]
+        assert places and places[0] >= 1 and places[-1] == 0, places
+        assert places == sorted(places, reverse=True)
         for job_id in ids:
             status = running.wait_for(job_id, ("done", "failed", "cancelled"))
             assert status["state"] == "done", status
@@ -79,7 +89,7 @@ def test_two_workers_share_the_jobs_and_waiting_jobs_learn_their_position(tmp_pa
             name: worker.log_text(100_000).count("): done in")
             for name, worker in running.workers.items()
         }
-        assert sum(runs.values()) == 4 and min(runs.values()) >= 1, runs
+        assert sum(runs.values()) == 5 and min(runs.values()) >= 1, runs
         # The job's keys in Redis are gone once the server took its end.
         assert not running.redis.client().keys("aetherscan:job:*")
 
