@@ -3,7 +3,7 @@
 FROM python:3.11-slim-bookworm
 
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends make nodejs npm libgl1 libglib2.0-0 curl \
+    && apt-get install -y --no-install-recommends make nodejs npm libgl1 libglib2.0-0 libgomp1 curl \
     && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /app

@@ -128,6 +128,13 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     rec.add_argument("--cameras", type=Path, default=None, help="also write cameras.json here")
     rec.add_argument(
+        "--mesh",
+        type=Path,
+        default=None,
+        metavar="MESH",
+        help="also write a triangle mesh with vertex colours here (.ply, .glb or .obj)",
+    )
+    rec.add_argument(
         "--masks",
         type=Path,
         default=None,
@@ -175,7 +182,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "reconstruct":
         from aetherscan.pipeline import reconstruct_command
 
-        return reconstruct_command(settings, args.photos, args.output, args.cameras, args.masks)
+        return reconstruct_command(
+            settings, args.photos, args.output, args.cameras, args.masks, args.mesh
+        )
     if args.command == "evaluate":
         from aetherscan.evaluation import evaluate_command
 

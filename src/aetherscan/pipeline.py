@@ -17,7 +17,8 @@ from typing import Any
 
 from aetherscan.engines import create_engine
 from aetherscan.engines.base import Engine, EngineError, Observer, Photo
-from aetherscan.export import export, export_file
+from aetherscan.export import export, export_file, export_mesh_file
+from aetherscan.export.mesh_files import MESH_FORMATS
 from aetherscan.masks import MaskError, check_mask, find_masks
 from aetherscan.photos import PhotoError, read_size
 from aetherscan.reconstruction import Quality, Reconstruction
@@ -114,9 +115,15 @@ def reconstruct_command(
     output: Path,
     cameras: Path | None,
     masks: Path | None = None,
+    mesh: Path | None = None,
 ) -> int:
-    """``aetherscan reconstruct``: progress on stderr, the result in ``output`` (and cameras),
-    and at the end the engine's verdict on it."""
+    """``aetherscan reconstruct``: progress on stderr, the result in ``output`` (and cameras,
+    and the mesh), and at the end the engine's verdict on it."""
+    if mesh is not None and mesh.suffix.lower() not in MESH_FORMATS.values():
+        print(
+            f"aetherscan: a mesh is written as .ply, .glb or .obj, not {mesh.name}", file=sys.stderr
+        )
+        return 2
     try:
         found = photos_from_paths(photos, masks)
     except (FileNotFoundError, MaskError) as exc:
@@ -141,6 +148,8 @@ def reconstruct_command(
         ]
         if cameras is not None:
             written.append(export(result, "cameras", cameras))
+        if mesh is not None:
+            written.append(export_mesh_file(result, mesh))
     except ValueError as exc:
         print(f"aetherscan: {exc}", file=sys.stderr)
         return 2

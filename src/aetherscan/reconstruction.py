@@ -21,9 +21,12 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from aetherscan.mesh import Mesh
 
 
 @dataclass
@@ -205,6 +208,14 @@ class Reconstruction:
             unit=unit,
             photo_paths=dict(self.photo_paths),
         )
+
+    def mesh(self) -> Mesh:
+        """The surface of the points as a triangle mesh with vertex colours (``aetherscan.mesh``:
+        screened Poisson, trimmed where no point supports it), made on the first call and kept
+        with this object. MeshError (a ValueError) when the points are too few."""
+        from aetherscan.export import mesh_of
+
+        return mesh_of(self)
 
     def view_cloud(self, index: int) -> PointCloud:
         view = self.views[index]

@@ -28,9 +28,11 @@ from aetherscan.export.cameras_json import export_cameras_json
 from aetherscan.export.colmap_model import export_colmap
 from aetherscan.export.depth_maps import export_depth_maps, has_depth
 from aetherscan.export.glb import export_glb
+from aetherscan.export.mesh_files import MESH_FORMATS, write_mesh
 from aetherscan.export.nerfstudio import export_transforms
 from aetherscan.export.ply import export_ply
 from aetherscan.geometry.camera import world_from_opengl_cam
+from aetherscan.mesh import MIN_POINTS, Mesh, make_mesh
 from aetherscan.reconstruction import Reconstruction
 
 
@@ -60,13 +62,21 @@ FORMATS: dict[str, ExportFormat] = {
     "cameras": ExportFormat("Cameras (cameras.json)", "cameras.json", "application/json", False),
     "depth": ExportFormat("Depth and confidence maps", "depth.zip", "application/zip", False),
     "all": ExportFormat("Everything (zip)", "scene.zip", "application/zip", True),
+    "mesh_ply": ExportFormat(
+        "Mesh (PLY, vertex colours)", "mesh.ply", "application/octet-stream", False
+    ),
+    "mesh_glb": ExportFormat("Mesh (GLB)", "mesh.glb", "model/gltf-binary", False),
+    "mesh_obj": ExportFormat("Mesh (OBJ, vertex colours)", "mesh.obj", "text/plain", False),
 }
 
 
 def available_formats(reconstruction: Reconstruction) -> list[str]:
     """The keys of FORMATS this reconstruction can be written as (depth maps need an engine
-    that made them)."""
-    return [key for key in FORMATS if key != "depth" or has_depth(reconstruction)]
+    that made them, a mesh enough points)."""
+    keys = [key for key in FORMATS if key != "depth" or has_depth(reconstruction)]
+    if reconstruction.num_points < MIN_POINTS:
+        keys = [key for key in keys if key not in MESH_FORMATS]
+    return keys
 
 
 def export(
@@ -115,9 +125,10 @@ def export_file(
     keep_photo_location: bool = False,
 ) -> Path:
     """Write the format that ``path`` names: .ply, .glb, .zip (everything), transforms.json
-    (nerfstudio, beside its photos), any other .json (cameras.json), or a path without a
-    suffix (a folder with a binary COLMAP model and the photos). The photos are ``photos``,
-    or else the reconstruction's ``photo_paths`` (see ``export``)."""
+    (nerfstudio, beside its photos), any other .json (cameras.json), .obj (the mesh), or a path
+    without a suffix (a folder with a binary COLMAP model and the photos). The photos are
+    ``photos``, or else the reconstruction's ``photo_paths`` (see ``export``). For the mesh as
+    PLY or GLB, use ``export_mesh_file``."""
     path = Path(path)
     suffix = path.suffix.lower()
     if path.name.lower() == "transforms.json":
@@ -128,13 +139,32 @@ def export_file(
         fmt = "colmap"
     else:
         raise ValueError(
-            f"cannot tell the export format from {path.name!r}: use .ply, .glb, .zip, "
+            f"cannot tell the export format from {path.name!r}: use .ply, .glb, .zip, .obj, "
             "cameras.json, transforms.json or a folder (COLMAP model)"
         )
     return export(reconstruction, fmt, path, photos=photos, keep_photo_location=keep_photo_location)
 
 
-_BY_SUFFIX = {".ply": "ply", ".glb": "glb", ".zip": "all", ".json": "cameras"}
+def export_mesh_file(reconstruction: Reconstruction, path: Path | str) -> Path:
+    """Write the reconstruction's mesh (``aetherscan.mesh``) as .ply, .glb or .obj, the format
+    picked from ``path``; MeshError when its points are too few or too sparse."""
+    path = Path(path)
+    fmt = next((key for key, suffix in MESH_FORMATS.items() if suffix == path.suffix.lower()), None)
+    if fmt is None:
+        raise ValueError(f"a mesh is written as .ply, .glb or .obj, not {path.name!r}")
+    return export(reconstruction, fmt, path)
+
+
+def mesh_of(reconstruction: Reconstruction) -> Mesh:
+    """The reconstruction's mesh, made once per Reconstruction object and kept with it."""
+    mesh = reconstruction.__dict__.get("_mesh")
+    if mesh is None:
+        mesh = make_mesh(reconstruction)
+        reconstruction.__dict__["_mesh"] = mesh
+    return mesh
+
+
+_BY_SUFFIX = {".ply": "ply", ".glb": "glb", ".zip": "all", ".json": "cameras", ".obj": "mesh_obj"}
 
 
 class _Options(NamedTuple):
@@ -173,6 +203,8 @@ def _write(reconstruction: Reconstruction, fmt: str, target: Path, options: _Opt
             export_cameras_json(reconstruction, target)
         case "depth":
             export_depth_maps(reconstruction, target)
+        case "mesh_ply" | "mesh_glb" | "mesh_obj":
+            write_mesh(mesh_of(reconstruction), fmt, target)
         case "all":
             write_everything(
                 reconstruction,
@@ -189,5 +221,7 @@ __all__ = [
     "available_formats",
     "export",
     "export_file",
+    "export_mesh_file",
+    "mesh_of",
     "world_from_opengl_cam",
 ]

@@ -29,7 +29,7 @@ from aetherscan.geometry.camera import OPENCV_TO_OPENGL as FLIP_YZ
 from aetherscan.geometry.camera import world_from_opengl_cam
 from aetherscan.reconstruction import Reconstruction, View
 
-_FLOAT, _UNSIGNED_BYTE, _UNSIGNED_SHORT = 5126, 5121, 5123
+_FLOAT, _UNSIGNED_BYTE, _UNSIGNED_SHORT, _UNSIGNED_INT = 5126, 5121, 5123, 5125
 _ARRAY_BUFFER, _ELEMENT_ARRAY_BUFFER = 34962, 34963
 _POINTS, _LINES = 0, 1
 _FRUSTUM_COLOR = [1.0, 0.45, 0.1, 1.0]
@@ -131,7 +131,12 @@ class _Gltf:
         bounds: bool = False,
         target: int = _ARRAY_BUFFER,
     ) -> int:
-        component = {np.float32: _FLOAT, np.uint8: _UNSIGNED_BYTE, np.uint16: _UNSIGNED_SHORT}
+        component = {
+            np.float32: _FLOAT,
+            np.uint8: _UNSIGNED_BYTE,
+            np.uint16: _UNSIGNED_SHORT,
+            np.uint32: _UNSIGNED_INT,
+        }
         data = np.ascontiguousarray(array).tobytes()
         self.document["bufferViews"].append(
             {"buffer": 0, "byteOffset": self.length, "byteLength": len(data), "target": target}
@@ -157,6 +162,18 @@ class _Gltf:
             {"name": name, "pbrMetallicRoughness": pbr, "extensions": {"KHR_materials_unlit": {}}}
         )
         self.document["extensionsUsed"] = ["KHR_materials_unlit"]
+        return len(self.document["materials"]) - 1
+
+    def add_lit_material(self, name: str) -> int:
+        """A matte material that shows the vertex colours (COLOR_0) under the viewer's light."""
+        pbr = {
+            "baseColorFactor": [1.0, 1.0, 1.0, 1.0],
+            "metallicFactor": 0.0,
+            "roughnessFactor": 1.0,
+        }
+        self.document["materials"].append(
+            {"name": name, "pbrMetallicRoughness": pbr, "doubleSided": True}
+        )
         return len(self.document["materials"]) - 1
 
     def add_mesh(self, name: str, primitive: dict[str, Any]) -> int:

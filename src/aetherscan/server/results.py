@@ -24,6 +24,8 @@ from pathlib import Path
 
 from aetherscan.engines.base import Photo
 from aetherscan.export import FORMATS, available_formats, export
+from aetherscan.export.mesh_files import MESH_FORMATS
+from aetherscan.mesh import Mesh, load_mesh, make_mesh, save_mesh
 from aetherscan.reconstruction import Reconstruction, load_reconstruction, save_reconstruction
 from aetherscan.server.protocol import encode_points
 from aetherscan.server.storage import SCRATCH_PREFIX, writing
@@ -32,6 +34,7 @@ log = logging.getLogger(__name__)
 
 RECONSTRUCTION_FILE = "reconstruction.npz"
 POINTS_FILE = "points.bin"  # the binary point frames of GET /points
+MESH_FILE = "mesh.npz"  # the mesh that the mesh downloads are written from
 EAGER_FORMATS = ("ply", "cameras")  # written when the job finishes
 _locks: dict[Path, tuple[threading.Lock, int]] = {}  # file being made -> its lock, users
 _locks_guard = threading.Lock()
@@ -204,6 +207,8 @@ def _make_export(
     reconstruction = load_reconstruction(result_dir / RECONSTRUCTION_FILE)
     if metres_per_unit is not None:
         reconstruction = reconstruction.scaled(metres_per_unit, unit="metre")
+    if fmt in MESH_FORMATS:  # the mesh is made once for its three formats
+        reconstruction.__dict__["_mesh"] = _mesh(path.parent, result_dir, reconstruction)
     with _scratch(result_dir) as scratch:
         target = scratch / path.name
         export(
@@ -216,3 +221,18 @@ def _make_export(
         path.parent.mkdir(exist_ok=True)
         shutil.move(target, path)
     log.info("made %s for %s", path.name, result_dir.parent.name)
+
+
+def _mesh(folder: Path, result_dir: Path, reconstruction: Reconstruction) -> Mesh:
+    """The job's mesh at this scale: made on the first request of any mesh format, then read
+    from ``mesh.npz`` beside the downloads."""
+    path = folder / MESH_FILE
+    with making(path):
+        if path.exists():
+            return load_mesh(path)
+        mesh = make_mesh(reconstruction)
+        with _scratch(result_dir) as scratch:
+            save_mesh(mesh, scratch / MESH_FILE)
+            folder.mkdir(exist_ok=True)
+            shutil.move(scratch / MESH_FILE, path)
+        return mesh

@@ -22,6 +22,7 @@ from starlette.types import Receive, Scope, Send
 from aetherscan import __version__
 from aetherscan.engines.base import Photo
 from aetherscan.masks import NAMING, MaskError, pair_masks
+from aetherscan.mesh import MeshError
 from aetherscan.server.download_names import content_disposition, download_name
 from aetherscan.server.jobs import Job
 from aetherscan.server.protocol import (
@@ -435,6 +436,8 @@ async def _made(
         return await asyncio.to_thread(make, *args)
     except StorageError as exc:
         raise HTTPException(exc.status, f"{what} could not be made: {exc.message}") from None
+    except MeshError as exc:  # the job's points do not make a surface: said, not an error
+        raise HTTPException(409, f"{what} could not be made: {exc}") from None
     except Exception as exc:
         log.exception("%s of job %s could not be made", what, job_id)
         reason = without_paths(f"{type(exc).__name__}: {exc}")
