@@ -6,57 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import trimesh
+from mesh_kit import sphere_scene
 
 from aetherscan.export import FORMATS, available_formats, export_mesh_file
 from aetherscan.mesh import Mesh, MeshError, load_mesh, make_mesh, save_mesh, scene_size
-from aetherscan.reconstruction import Reconstruction, View
-
-
-def surrounding_views(points: np.ndarray, colors: np.ndarray, radius: float = 4.0):
-    """14 cameras around the origin (the faces and corners of a cube), each owning the points it
-    sees most squarely: as a real capture, no camera owns a point on the far side."""
-    directions = (
-        np.array(
-            [d for d in np.ndindex(3, 3, 3) if np.count_nonzero(np.array(d) - 1) in (1, 3)], float
-        )
-        - 1
-    )
-    centres = radius * directions / np.linalg.norm(directions, axis=1, keepdims=True)
-    towards = centres[None, :, :] - points[:, None, :]
-    towards /= np.linalg.norm(towards, axis=2, keepdims=True)
-    outward = points / np.linalg.norm(points, axis=1, keepdims=True)
-    owner = np.argmax(np.einsum("nj,ncj->nc", outward, towards), axis=1)
-    K = np.array([[500.0, 0, 320], [0, 500, 240], [0, 0, 1]])
-    views = []
-    for k, centre in enumerate(centres):
-        forward = -centre / np.linalg.norm(centre)
-        up = [0, 0, 1.0] if abs(forward[2]) < 0.9 else [1.0, 0, 0]
-        right = np.cross(forward, up)
-        right /= np.linalg.norm(right)
-        down = np.cross(forward, right)
-        R = np.stack([right, down, forward])
-        pose = np.eye(4)
-        pose[:3, :3], pose[:3, 3] = R, -R @ centre
-        mine = owner == k
-        views.append(
-            View(
-                f"view{k}.jpg", 640, 480, K, pose,
-                points[mine].astype(np.float32), colors[mine],
-                np.ones(int(mine.sum()), np.float32),
-            )
-        )  # fmt: skip
-    return views
-
-
-def sphere_scene(n: int = 60_000, noise: float = 0.002, upper_only: bool = False, seed: int = 0):
-    rng = np.random.default_rng(seed)
-    points = rng.normal(size=(n, 3))
-    points /= np.linalg.norm(points, axis=1, keepdims=True)
-    if upper_only:
-        points[:, 2] = np.abs(points[:, 2])
-    points += rng.normal(scale=noise, size=points.shape)
-    colors = np.where(points[:, 2:3] > 0, [220, 40, 30], [30, 60, 210]).astype(np.uint8)
-    return Reconstruction(engine="test", views=surrounding_views(points, colors)), points
 
 
 def far_area_share(mesh: Mesh, points: np.ndarray, limit: float) -> float:
