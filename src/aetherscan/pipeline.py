@@ -7,8 +7,11 @@
 
 from __future__ import annotations
 
+import atexit
 import logging
+import shutil
 import sys
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterable
@@ -23,6 +26,7 @@ from aetherscan.masks import MaskError, check_mask, find_masks
 from aetherscan.photos import PhotoError, read_size
 from aetherscan.reconstruction import Quality, Reconstruction
 from aetherscan.settings import Settings
+from aetherscan.video import VideoError, sample_video, sniff_video
 
 log = logging.getLogger(__name__)
 
@@ -53,11 +57,43 @@ def find_photos(paths: Iterable[str | Path]) -> list[Path]:
     return found
 
 
+def is_video_file(path: Path) -> bool:
+    """Whether ``path`` is a video (MP4, MOV, WebM), by its first bytes."""
+    try:
+        with open(path, "rb") as file:
+            return sniff_video(file.read(16)) is not None
+    except OSError:
+        return False
+
+
+def video_frames(path: Path, max_frames: int = 60) -> list[Path]:
+    """The frames chosen from a video (``aetherscan.video``), as JPEG files in a folder of this
+    process's own, removed when it exits; what the choice had to say is logged. VideoError
+    when the video cannot be used."""
+    sampled = sample_video(path, max_frames=max_frames)
+    folder = Path(tempfile.mkdtemp(prefix="aetherscan-frames-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    frames = []
+    for frame in sampled.frames:
+        target = folder / frame.name
+        target.write_bytes(frame.jpeg)
+        frames.append(target)
+    for note in sampled.notes:
+        log.warning("%s", note)
+    log.info(
+        "%s: %d frames chosen from %.1f s of video", path.name, len(frames), sampled.duration_s
+    )
+    return frames
+
+
 def photos_from_paths(paths: Iterable[str | Path], masks: str | Path | None = None) -> list[Photo]:
     """Photo objects named by file name (by path where two files share a name), each with its
-    mask from the folder ``masks`` where it has one (``aetherscan.masks.NAMING``). Raises
-    MaskError for a mask that does not fit its photo."""
-    files = find_photos(paths)
+    mask from the folder ``masks`` where it has one (``aetherscan.masks.NAMING``); a video gives
+    the frames chosen from it (``video_frames``). Raises MaskError for a mask that does not fit
+    its photo, VideoError for a video that cannot be used."""
+    files: list[Path] = []
+    for path in find_photos(paths):
+        files.extend(video_frames(path) if is_video_file(path) else [path])
     counts = Counter(p.name for p in files)
     found = find_masks(files, Path(masks)) if masks is not None else {}
     photos = [
@@ -126,7 +162,7 @@ def reconstruct_command(
         return 2
     try:
         found = photos_from_paths(photos, masks)
-    except (FileNotFoundError, MaskError) as exc:
+    except (FileNotFoundError, MaskError, VideoError) as exc:
         print(f"aetherscan: {exc}", file=sys.stderr)
         return 2
     if not found:

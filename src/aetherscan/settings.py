@@ -66,6 +66,9 @@ class Settings(BaseSettings):
     max_job_mb: float = 2000.0
     max_photo_megapixels: float = 100.0
     max_message_mb: float = 64.0
+    max_video_mb: float = 1000.0
+    max_video_seconds: float = 600.0
+    max_video_frames: int = Field(60, description="frames taken from a video at most")
     max_jobs_per_client: int = 2
     max_jobs_total: int = 16
     max_queue_length: int = 32

@@ -8,8 +8,8 @@ Frames are chosen, not taken blindly (``sample_video``), in one pass over the cl
   displacement reaches ``step`` of the picture's diagonal, the next frame is chosen among those
   seen since half of that. Standing still adds nothing; walking fast adds more frames.
 - **Sharp**: among those candidates, the one with the highest sharpness (the variance of the
-  Laplacian at 480 px). A frame less than ``BLURRED`` of the median sharpness of the last two
-  seconds (motion blur, a focus hunt) is never chosen, nor followed; a stretch where every
+  Laplacian at 480 px). A frame less than ``BLURRED`` of the sharpness of the sharp frames of
+  the last two seconds (motion blur, a focus hunt) is never chosen, nor followed; a stretch where every
   candidate is blurred is skipped, and said.
 - **At most** ``max_frames``: more are thinned evenly, first and last kept.
 
@@ -36,7 +36,8 @@ log = logging.getLogger(__name__)
 VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".webm", ".mkv")
 ANALYSIS_PX = 480  # the long side at which motion and sharpness are measured
 ANALYSIS_FPS = 15.0  # frames a second looked at; the others are decoded but not converted
-BLURRED = 0.55  # of the median sharpness of the last two seconds: below it, a frame is blurred
+BLURRED = 0.55  # of the sharpness level of the last two seconds: below it, a frame is blurred
+SHARP_PERCENTILE = 80  # that level: a high percentile, the sharp frames' whatever the blurred
 MIN_TRACKS = 25  # fewer corners followed than this: find new ones
 JPEG_QUALITY = 95
 FOCAL_KEY = b"com.apple.quicktime.camera.focal_length.35mm_equivalent"
@@ -184,7 +185,7 @@ class _Sampler:
         self.diagonal = math.hypot(*gray.shape)
         sharpness = float(cv2.Laplacian(gray, cv2.CV_32F).var())
         self.recent = [*self.recent[-int(2 * ANALYSIS_FPS) :], sharpness]
-        if len(self.recent) >= 5 and sharpness < BLURRED * float(np.median(self.recent)):
+        if len(self.recent) >= 5 and sharpness < BLURRED * self._sharp_level():
             return  # blurred: corners smear in it, and it is never chosen
         if not self.chosen and not self.window:
             self.window.append((time_s, sharpness, gray, image))
@@ -198,6 +199,11 @@ class _Sampler:
         elif moved >= self.step:
             self._choose(gray)
         self.previous = gray
+
+    def _sharp_level(self) -> float:
+        """How sharp the clip is here: the 80th percentile of the last two seconds' sharpness,
+        which stays the sharp frames' level even when every other frame is smeared."""
+        return float(np.percentile(self.recent, SHARP_PERCENTILE))
 
     def _start_tracks(self, gray: np.ndarray) -> None:
         import cv2
@@ -246,7 +252,7 @@ class _Sampler:
     def _choose(self, current: np.ndarray) -> None:
         """Choose the sharpest frame of the window that is not blurred, and follow the view from
         it; ``current`` is the frame looked at last."""
-        reference = float(np.median(self.recent)) if self.recent else 0.0
+        reference = self._sharp_level() if self.recent else 0.0
         sharp = [entry for entry in self.window if entry[1] >= BLURRED * reference]
         self.window = []
         if not sharp:

@@ -25,13 +25,22 @@ import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from aetherscan.engines.base import Cancelled, Engine, EngineError, Observer, Photo, Preview
 from aetherscan.reconstruction import PointCloud, Reconstruction
 from aetherscan.server.results import download_urls, write_results
 from aetherscan.server.storage import PhotoRecord, Storage, StorageError, without_paths
-from aetherscan.server.uploads import Refused, check_mask, check_photo, check_size, make_label
+from aetherscan.server.uploads import (
+    MB,
+    Refused,
+    check_mask,
+    check_photo,
+    check_size,
+    make_label,
+)
 from aetherscan.settings import Settings
+from aetherscan.video import SampledVideo, VideoError, sample_video
 
 log = logging.getLogger(__name__)
 
@@ -250,6 +259,51 @@ class JobManager:
         job.photos.append(photo)
         job.upload_bytes += len(data)
         return photo
+
+    async def add_video(
+        self, job: Job, filename: str, path: Path
+    ) -> tuple[list[PhotoRecord], SampledVideo]:
+        """Choose frames of the video at ``path`` (``aetherscan.video``) and add each as a photo
+        of the job, named by its time stamp. Refused for a video over the limits or one that
+        cannot be decoded; a frame refused (a limit) keeps the frames added before it, which
+        the Refused's ``added`` holds."""
+        label = make_label(filename, set(), 0)
+        if job.state != "uploading":
+            raise Refused("this job is not taking photos any more", code="upload", status=409)
+        size = path.stat().st_size
+        if size > self.settings.max_video_mb * MB:
+            raise Refused(
+                f"{label}: the video has {size / MB:.1f} MB, more than the limit of "
+                f"{self.settings.max_video_mb:g} MB per video (setting max_video_mb)",
+                status=413,
+            )
+        room = self.settings.max_photos_per_job - len(job.photos)
+        if room <= 0:
+            raise Refused(
+                f"{label}: the job already has {len(job.photos)} photos, the limit "
+                "(setting max_photos_per_job)",
+                status=413,
+            )
+        async with self._photo_checks:
+            try:
+                sampled = await asyncio.to_thread(
+                    sample_video,
+                    path,
+                    max_frames=min(self.settings.max_video_frames, room),
+                    max_seconds=self.settings.max_video_seconds,
+                    max_megapixels=self.settings.max_photo_megapixels,
+                    name=label,
+                )
+            except VideoError as exc:
+                raise Refused(str(exc), code="bad_photo", status=422) from None
+        added = []
+        for frame in sampled.frames:
+            try:
+                added.append(await self.add_photo(job, frame.name, frame.jpeg))
+            except Refused as exc:
+                exc.added = added  # type: ignore[attr-defined]
+                raise
+        return added, sampled
 
     def photo_named(self, job: Job | None, label: str) -> PhotoRecord:
         """The photo of the job's upload labelled ``label``, for its mask."""

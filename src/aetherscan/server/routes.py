@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import shutil
+import tempfile
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -49,9 +51,10 @@ from aetherscan.server.results import (
 )
 from aetherscan.server.scale import ScaleRefused, metres_per_unit
 from aetherscan.server.service import Service, ServiceDep, client_of
-from aetherscan.server.storage import JobRecord, StorageError, without_paths
+from aetherscan.server.storage import JobRecord, StorageError, without_paths, writing
 from aetherscan.server.thumbnails import thumbnail
-from aetherscan.server.uploads import Refused
+from aetherscan.server.uploads import MB, Refused
+from aetherscan.video import sniff_video
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api", tags=["api"])
@@ -114,6 +117,11 @@ async def create_job(
     try:
         for upload in files:
             filename = upload.filename or ""
+            head = await upload.read(16)
+            await upload.seek(0)
+            if sniff_video(head):  # a video: its frames are the photos
+                await _add_video(service, job, filename, upload)
+                continue
             if upload.size is not None:  # refuse a big file before reading it
                 jobs.check_photo_size(job, jobs.photo_label(job, filename), upload.size)
             await jobs.add_photo(job, filename, await upload.read())
@@ -131,6 +139,28 @@ async def create_job(
         jobs.discard(job, "the upload was interrupted")
         raise
     return job_status(service, job.id)
+
+
+async def _add_video(service: Service, job: Job, filename: str, upload: UploadFile) -> None:
+    """The video's frames (``JobManager.add_video``), from a copy in the data folder's tmp/."""
+    limit = service.settings.max_video_mb * MB
+    if upload.size is not None and upload.size > limit:
+        raise Refused(
+            f"{filename}: the video has {upload.size / MB:.1f} MB, more than the limit of "
+            f"{service.settings.max_video_mb:g} MB per video (setting max_video_mb)",
+            status=413,
+        )
+    with tempfile.TemporaryDirectory(dir=service.storage.temp_dir) as folder:
+        path = Path(folder) / "video"
+        with writing("a video"):
+            await asyncio.to_thread(_copy_upload, upload, path)
+        await service.jobs.add_video(job, filename, path)
+
+
+def _copy_upload(upload: UploadFile, path: Path) -> None:
+    upload.file.seek(0)
+    with open(path, "wb") as out:
+        shutil.copyfileobj(upload.file, out, 1024 * 1024)
 
 
 async def _add_masks(service: Service, job: Job, uploads: list[UploadFile]) -> None:
