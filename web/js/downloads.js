@@ -24,6 +24,17 @@ const FORMATS = {
   },
   depth: { label: "Depth and confidence maps", hint: "one map per photo, as images" },
   all: { label: "Everything (zip)", hint: "all of the above in one archive" },
+  // Listed after the archive, which does not hold them: the server makes the mesh on the
+  // first request of any of them (seconds for a large cloud), then keeps it.
+  mesh_ply: {
+    label: "Mesh (PLY, vertex colours)",
+    hint: "the surface of the points, for MeshLab, Blender, CloudCompare",
+  },
+  mesh_glb: { label: "Mesh (GLB)", hint: "the coloured surface for three.js, web viewers, Blender" },
+  mesh_obj: {
+    label: "Mesh (OBJ)",
+    hint: "for most 3D programs; vertex colours as MeshLab and Blender read them",
+  },
 };
 
 /** The words for a format key; a key this page does not know is shown as it is. */

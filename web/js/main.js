@@ -15,6 +15,7 @@ import { listenForFiles, PhotoList, Upload } from "./photos.js";
 import { decodePointFrame, FEATURES } from "./protocol.js";
 import { RecentScans } from "./recent.js";
 import { SceneView } from "./scene.js";
+import { SurfaceChoice } from "./surface.js";
 import { installSceneTools } from "./tools.js";
 import { describeResult } from "./verdict.js";
 
@@ -71,6 +72,14 @@ const sceneTools = installSceneTools({
   engine: () => app.engine,
   onChange: () => updateStats(),
 });
+// Points / Surface / Both: the job's mesh fetched on first use (surface.js).
+const surface = new SurfaceChoice({
+  group: ui.surfaceChoice,
+  note: ui.surfaceNote,
+  view,
+  scale: () => sceneTools.measure.metresPerUnit,
+  say: (text, level, key) => showMessage(text, level, key),
+});
 let upload = null;
 
 window.aetherscan = {
@@ -96,6 +105,7 @@ window.aetherscan = {
   app,
   view,
   sceneTools,
+  surface,
   connection, // the browser test drops the line through it
 };
 
@@ -486,6 +496,7 @@ function completeJob(totalPoints, downloads, result) {
   showDownloads(ui.downloads, ui.downloadList, downloads);
   controls.choosePointSize(ui.viewport.clientHeight);
   sceneTools.jobDone(result);
+  surface.jobDone(downloads);
   if (app.jobId) {
     history.replaceState(null, "", `#job=${app.jobId}`);
     const verdict = app.quality?.verdict ?? null;

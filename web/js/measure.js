@@ -20,7 +20,7 @@ export function formatLength(units, metresPerUnit) {
 }
 
 /** The words of an error answer of the server's: its `detail`, a sentence or FastAPI's list. */
-async function serverDetail(response) {
+export async function serverDetail(response) {
   const body = await response.json().catch(() => null);
   const detail = body?.detail;
   if (typeof detail === "string") return detail.replace(/\.$/, ""); // the caller ends the sentence

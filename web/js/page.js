@@ -47,6 +47,8 @@ export function pageElements() {
     confidence: $("confidence"),
     confidenceValue: $("confidence-value"),
     showCameras: $("show-cameras"),
+    surfaceChoice: $("surface-choice"),
+    surfaceNote: $("surface-note"),
     resetView: $("reset-view"),
     downloads: $("downloads"),
     downloadList: $("download-list"),

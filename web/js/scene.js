@@ -1,7 +1,8 @@
-// The 3D view: renderer, orbit camera, and the content (points and camera frustums) placed so
-// that "up" on screen is "up" in the photos. Renders only when something changed, and while
-// points stream in under a still camera it draws only the new frames over the last picture
-// (the drawing buffer and its depth are kept), so a frame costs its own points, not the cloud's.
+// The 3D view: renderer, orbit camera, and the content (points, camera frustums and, once asked
+// for, the surface) placed so that "up" on screen is "up" in the photos. Renders only when
+// something changed, and while points stream in under a still camera it draws only the new
+// frames over the last picture (the drawing buffer and its depth are kept), so a frame costs
+// its own points, not the cloud's.
 
 import * as THREE from "three";
 import { OrbitControls } from "three/addons/controls/OrbitControls.js";
@@ -14,6 +15,7 @@ import {
 } from "./cameras.js";
 import { PointCloudLayer } from "./cloud.js";
 import { PreviewLayer } from "./preview.js";
+import { SurfaceLayer } from "./surface.js";
 
 // Engine worlds use OpenCV axes (y down, z forward from the first photo). Turned half a turn
 // about x, the first photo's view looks down -z with y up, as three.js expects.
@@ -53,6 +55,11 @@ export class SceneView {
     this.content.add(this.cloud.group);
     this.preview = new PreviewLayer(); // a job's provisional look while it runs
     this.content.add(this.preview.group);
+    // The job's mesh, in the world's axes like the points, and its lights, in the scene's.
+    this.surface = new SurfaceLayer();
+    this.content.add(this.surface.group);
+    this.scene.add(this.surface.lights);
+    this.look = "points"; // "points", "surface" or "both" (surface.js)
     this.frustums = null;
     this.camerasVisible = true;
     this.cameras = [];
@@ -190,6 +197,19 @@ export class SceneView {
     this.requestRender();
   }
 
+  /**
+   * Show the points, the surface (where one is set: surface.js) or both; without a surface,
+   * the points. Uploads nothing.
+   * @param {"points" | "surface" | "both"} look
+   */
+  setLook(look) {
+    const surface = this.surface.object !== null && look !== "points";
+    this.look = surface ? look : "points";
+    this.surface.group.visible = surface;
+    this.cloud.group.visible = this.look !== "surface";
+    this.requestRender();
+  }
+
   /** Back to the automatic view of the whole cloud. */
   resetView() {
     this.autoFit = true;
@@ -203,6 +223,8 @@ export class SceneView {
     this.movedOnPreview = false;
     this.cloud.clear();
     this.preview.clear();
+    this.surface.clear();
+    this.setLook("points");
     this._previewChanged();
     const hadPick = this.pickedPhoto !== null;
     this.pickedPhoto = null;
@@ -229,6 +251,7 @@ export class SceneView {
     }
     if (this.controls.update()) this.redrawAll = true;
     if (this.redrawAll) {
+      if (this.surface.group.visible) this.surface.followCamera(this.camera);
       this.renderer.render(this.scene, this.camera);
     } else {
       this._drawOver(this.newFrames);
