@@ -3,9 +3,9 @@
 // @ts-check
 
 export const PROTOCOL_VERSION = 1;
-export const FEATURES = Object.freeze(["progress", "cameras", "job", "binary_points", "quality", "masks", "attach", "preview", "restart"]);
-export const CLIENT_MESSAGE_TYPES = Object.freeze(["image_data", "upload_complete", "ping", "hello", "cancel", "mask_data", "attach"]);
-export const SERVER_MESSAGE_TYPES = Object.freeze(["image_received", "points", "reconstruction_complete", "error", "pong", "welcome", "progress", "queued", "cameras", "preview", "restarted", "cancelled", "mask_received", "attached"]);
+export const FEATURES = Object.freeze(["progress", "cameras", "job", "binary_points", "quality", "masks", "attach", "preview", "restart", "video"]);
+export const CLIENT_MESSAGE_TYPES = Object.freeze(["image_data", "upload_complete", "ping", "hello", "cancel", "mask_data", "attach", "video_data"]);
+export const SERVER_MESSAGE_TYPES = Object.freeze(["image_received", "points", "reconstruction_complete", "error", "pong", "welcome", "progress", "queued", "cameras", "preview", "restarted", "video_received", "cancelled", "mask_received", "attached"]);
 export const MAX_POINTS_PER_MESSAGE = 5000;
 export const MAX_POINTS_PER_FRAME = 65536;
 export const FRAME_MAGIC = "AEP1";
@@ -60,6 +60,17 @@ export const FRAME_HEADER_BYTES = 40;
  * @typedef {object} Attach
  * @property {"attach"} type
  * @property {string} job_id the id that image_received.job_id gave
+ */
+
+/**
+ * EXTENSION 'video': a piece of a video, in order; ``last`` on the final piece. The video's
+ * frames are then chosen and each is answered like a photo (image_received), then
+ * video_received. One video at a time per connection.
+ * @typedef {object} VideoData
+ * @property {"video_data"} type
+ * @property {string} filename
+ * @property {string} data this piece as a data URL: data:video/mp4;base64,...
+ * @property {boolean} [last]
  */
 
 /**
@@ -213,6 +224,17 @@ export const FRAME_HEADER_BYTES = 40;
  */
 
 /**
+ * EXTENSION 'video': the answer to a video's last piece, after an image_received for each
+ * frame taken from it (they count as photos in upload_complete).
+ * @typedef {object} VideoReceived
+ * @property {"video_received"} type
+ * @property {string} filename the video's label
+ * @property {Array<string>} frames the labels of the frames taken, in time order
+ * @property {number} duration_s
+ * @property {Array<string>} notes sentences: cut short, blurred stretches, thinned
+ */
+
+/**
  * EXTENSION: the answer to cancel.
  * @typedef {object} CancelledMessage
  * @property {"cancelled"} type
@@ -312,11 +334,11 @@ export const FRAME_HEADER_BYTES = 40;
  */
 
 /** A message from the browser to the server.
- * @typedef {ImageData | UploadComplete | Ping | Hello | Cancel | MaskData | Attach} ClientMessage
+ * @typedef {ImageData | UploadComplete | Ping | Hello | Cancel | MaskData | Attach | VideoData} ClientMessage
  */
 
 /** A JSON message from the server.
- * @typedef {ImageReceived | Points | ReconstructionComplete | ErrorMessage | Pong | Welcome | Progress | Queued | Cameras | PreviewMessage | Restarted | CancelledMessage | MaskReceived | Attached} ServerMessage
+ * @typedef {ImageReceived | Points | ReconstructionComplete | ErrorMessage | Pong | Welcome | Progress | Queued | Cameras | PreviewMessage | Restarted | VideoReceived | CancelledMessage | MaskReceived | Attached} ServerMessage
  */
 
 /**

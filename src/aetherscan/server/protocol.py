@@ -36,6 +36,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StrictBool,
     StrictInt,
     StrictStr,
     TypeAdapter,
@@ -57,6 +58,7 @@ FEATURES = (
     "attach",
     "preview",
     "restart",
+    "video",
 )
 MAX_POINTS_PER_MESSAGE = 5000  # JSON points messages
 MAX_POINTS_PER_FRAME = 65536  # binary point frames
@@ -113,6 +115,17 @@ class MaskData(_ClientMessage):
     data: StrictStr = Field(description="data:image/png;base64,...")
 
 
+class VideoData(_ClientMessage):
+    """EXTENSION 'video': a piece of a video, in order; ``last`` on the final piece. The video's
+    frames are then chosen and each is answered like a photo (image_received), then
+    video_received. One video at a time per connection."""
+
+    type: Literal["video_data"]
+    filename: StrictStr
+    data: StrictStr = Field(description="this piece as a data URL: data:video/mp4;base64,...")
+    last: StrictBool = False
+
+
 class Attach(_ClientMessage):
     """EXTENSION 'attach': follow a job of this client again, from the start of its stream, after
     the connection that made it dropped (docs/protocol.md, Reattaching)."""
@@ -122,7 +135,7 @@ class Attach(_ClientMessage):
 
 
 ClientMessage = Annotated[
-    ImageData | UploadComplete | Ping | Hello | Cancel | MaskData | Attach,
+    ImageData | UploadComplete | Ping | Hello | Cancel | MaskData | Attach | VideoData,
     Field(discriminator="type"),
 ]
 CLIENT_MESSAGE_TYPES = (
@@ -133,6 +146,7 @@ CLIENT_MESSAGE_TYPES = (
     "cancel",
     "mask_data",
     "attach",
+    "video_data",
 )
 
 # Server to client ---------------------------------------------------------------------------
@@ -326,6 +340,17 @@ class Restarted(_ServerMessage):
     message: str
 
 
+class VideoReceived(_ServerMessage):
+    """EXTENSION 'video': the answer to a video's last piece, after an image_received for each
+    frame taken from it (they count as photos in upload_complete)."""
+
+    type: Literal["video_received"] = "video_received"
+    filename: str = Field(description="the video's label")
+    frames: list[str] = Field(description="the labels of the frames taken, in time order")
+    duration_s: float
+    notes: list[str] = Field(description="sentences: cut short, blurred stretches, thinned")
+
+
 class CancelledMessage(_ServerMessage):
     """EXTENSION: the answer to cancel."""
 
@@ -362,6 +387,7 @@ ServerMessage = Annotated[
     | Cameras
     | PreviewMessage
     | Restarted
+    | VideoReceived
     | CancelledMessage
     | MaskReceived
     | Attached,

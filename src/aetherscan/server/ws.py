@@ -30,6 +30,7 @@ from starlette.websockets import WebSocketDisconnect, WebSocketState
 from aetherscan.engines.base import Preview, PreviewCamera
 from aetherscan.reconstruction import PointCloud, View, load_reconstruction
 from aetherscan.server.feeds import FeedReader, JobFeed, Sessions, sessions_of
+from aetherscan.server.incoming_video import IncomingVideo
 from aetherscan.server.jobs import (
     CancelledEvent,
     DoneEvent,
@@ -68,13 +69,15 @@ from aetherscan.server.protocol import (
     ReconstructionComplete,
     Restarted,
     UploadComplete,
+    VideoData,
+    VideoReceived,
     Welcome,
     encode_points,
     parse_client_message,
 )
 from aetherscan.server.results import RECONSTRUCTION_FILE, download_urls
 from aetherscan.server.service import Service, ServiceDep, client_of
-from aetherscan.server.storage import StorageError
+from aetherscan.server.storage import PhotoRecord, StorageError
 from aetherscan.server.uploads import MAX_LABEL_CHARS, MB, Refused, decode_data_url, name_within
 
 log = logging.getLogger(__name__)
@@ -133,9 +136,11 @@ class Session:
         self.features: set[str] = set()
         self.said_hello = False
         self.job: Job | None = None  # the unfinished job this connection uploads to or follows
-        self._uploads: asyncio.Queue[ImageData | MaskData | UploadComplete] = asyncio.Queue(
-            PENDING_UPLOADS
+        self._uploads: asyncio.Queue[ImageData | MaskData | VideoData | UploadComplete] = (
+            asyncio.Queue(PENDING_UPLOADS)
         )
+        self._video: IncomingVideo | None = None  # a video arriving in pieces (feature video)
+        self._refused_video: str | None = None  # a video refused: its later pieces are dropped
         self._uploading = False
         self._replaying = False  # sending a finished job's stored result (attach)
         self._send_lock = asyncio.Lock()
@@ -162,6 +167,7 @@ class Session:
             tasks = (reader, closed, uploader, *self._forwarders.values(), *self._background)
             for task in tasks:
                 task.cancel()
+            self._drop_video()  # a video cut off mid-way: its pieces go
             self._leave(self._leave_reason)
             await self._close()
 
@@ -257,7 +263,7 @@ class Session:
                 await self._hello(parsed)
             elif isinstance(parsed, Attach):
                 await self._attach(parsed)
-            elif isinstance(parsed, ImageData | MaskData | UploadComplete):
+            elif isinstance(parsed, ImageData | MaskData | VideoData | UploadComplete):
                 await self._uploads.put(parsed)
             else:
                 await self._cancel()
@@ -386,6 +392,8 @@ class Session:
                         await self._receive_image(message)
                     elif isinstance(message, MaskData):
                         await self._receive_mask(message)
+                    elif isinstance(message, VideoData):
+                        await self._receive_video(message)
                     else:
                         await self._complete(message)
                 except (SessionClosed, asyncio.CancelledError):
@@ -432,6 +440,84 @@ class Session:
             return
         job_id = job.id if "attach" in self.features else None
         await self.send(ImageReceived(filename=photo.label, job_id=job_id).to_json())
+
+    async def _receive_video(self, message: VideoData) -> None:
+        """A piece of a video; after the last, its frames, each answered as a photo."""
+        if "video" not in self.features:
+            await self.send_error(
+                "video_data needs the feature video (send hello with it first)", "bad_message"
+            )
+            return
+        if self._replaying or (self.job is not None and self.job.state != "uploading"):
+            await self._refuse_busy()
+            return
+        label = name_within(message.filename, LONGEST_FILENAME)
+        if self._refused_video == label:  # the rest of a video refused already: dropped
+            if message.last:
+                self._refused_video = None
+            return
+        video = self._video
+        if video is not None and video.label != label:
+            await self.send_error(
+                f"{label}: the video {video.label} is still arriving; send its last piece "
+                "first (one video at a time)",
+                "upload",
+            )
+            return
+        try:
+            if video is None:
+                video = self._video = IncomingVideo(
+                    label, self.service.storage.temp_dir, self.settings.max_video_mb
+                )
+            data = await asyncio.to_thread(decode_data_url, message.data, label)
+            await asyncio.to_thread(video.append, data)
+        except (Refused, StorageError) as exc:
+            self._drop_video()
+            if not message.last:
+                self._refused_video = label
+            await self.send_error(exc.message, exc.code if isinstance(exc, Refused) else "storage")
+            return
+        if message.last:
+            await self._take_frames(video)
+
+    async def _take_frames(self, video: IncomingVideo) -> None:
+        jobs = self.service.jobs
+        added: list[PhotoRecord] = []
+        try:
+            path = await asyncio.to_thread(video.finish)
+            job = self.job or self._open_job()
+            added, sampled = await _to_the_end(jobs.add_video(job, video.label, path))
+        except Refused as exc:
+            added = getattr(exc, "added", [])
+            await self._frames_received(added)
+            await self.send_error(exc.message, exc.code)
+            return
+        except StorageError as exc:
+            if self.job is None:
+                await self.send_error(f"the upload could not be started: {exc.message}", "storage")
+            else:
+                await self._storage_refused(self.job, exc.message)
+            return
+        finally:
+            self._drop_video()
+        await self._frames_received(added)
+        reply = VideoReceived(
+            filename=video.label,
+            frames=[photo.label for photo in added],
+            duration_s=round(sampled.duration_s, 3),
+            notes=sampled.notes,
+        )
+        await self.send(reply.to_json())
+
+    async def _frames_received(self, frames: list[PhotoRecord]) -> None:
+        job_id = self.job.id if self.job is not None and "attach" in self.features else None
+        for photo in frames:
+            await self.send(ImageReceived(filename=photo.label, job_id=job_id).to_json())
+
+    def _drop_video(self) -> None:
+        if self._video is not None:
+            self._video.discard()
+            self._video = None
 
     async def _storage_refused(self, job: Job, problem: str) -> None:
         """A photo the data folder refused: the photos before it stay. A job without any is
