@@ -4,7 +4,8 @@
    face the camera of the photo the point came from: every point knows its view, so the side a
    surface was seen from is known, not guessed.
 2. **Screened Poisson surface reconstruction** (Kazhdan and Hoppe 2013; Open3D's), at an octree
-   depth that grows with the number of points, its colours interpolated from the points'.
+   depth that grows with the number of points (``poisson_depth``; over ``MAX_POINTS`` points,
+   a random ``MAX_POINTS`` of them), its colours interpolated from the points'.
    Poisson closes every surface it builds, so it makes surface where nothing was seen too.
 3. **Trimmed where the surface has no support**: every vertex farther from the nearest point
    than a few point spacings goes (at most ``MAX_GAP`` of the scene's size), and with it its
@@ -33,7 +34,7 @@ from aetherscan.reconstruction import PointCloud, Reconstruction
 log = logging.getLogger(__name__)
 
 NORMAL_NEIGHBOURS = 24
-MAX_POINTS = 2_000_000  # more are thinned at random first: the surface needs no more
+MAX_POINTS = 600_000  # more are thinned at random first: depth 9 needs no more (measured)
 MIN_POINTS = 50
 GAP_SPACINGS = 6.0  # a vertex this many median point spacings from every point is trimmed
 MAX_GAP = 0.01  # ... and one farther than this share of the scene's size, whatever the spacing
@@ -164,9 +165,10 @@ def load_mesh(path: Path) -> Mesh:
 
 
 def poisson_depth(points: int) -> int:
-    """An octree depth with a few points per finest cell: 8 for 100k points, 9 from 400k,
-    10 from 1.6M (each level has 4 times the surface cells of the one above)."""
-    return int(np.clip(round(math.log(max(points, 1) / 100_000, 4)) + 8, 6, 10))
+    """The octree depth for this many points: 7 below 60,000, 8 below 250,000, else 9 (a
+    depth more quadruples the triangles and the time for no closer fit at these densities:
+    docs/benchmarks.md, *Meshes*)."""
+    return 7 if points < 60_000 else 8 if points < 250_000 else 9
 
 
 def scene_size(xyz: np.ndarray) -> float:
