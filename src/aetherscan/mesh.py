@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 NORMAL_NEIGHBOURS = 24
 MAX_POINTS = 600_000  # more are thinned at random first: depth 9 needs no more (measured)
 MIN_POINTS = 50
-GAP_SPACINGS = 6.0  # a vertex this many median point spacings from every point is trimmed
+GAP_SPACINGS = 10.0  # a vertex this many median point spacings from every point is trimmed
 MAX_GAP = 0.01  # ... and one farther than this share of the scene's size, whatever the spacing
 MIN_ISLAND = 0.02  # pieces with fewer triangles than this share of the largest piece's go
 
