@@ -83,6 +83,7 @@ def test_a_webm_cut_short_keeps_the_frames_before_the_cut(tmp_path):
     cut = sample_video(clip.path)
     assert 0 < len(cut.frames) < len(whole.frames)
     assert cut.duration_s < 0.7 * whole.duration_s
+    assert any("cut short" in note and "frames before were kept" in note for note in cut.notes)
 
 
 def test_an_mp4_cut_short_or_not_a_video_is_refused_with_a_sentence(tmp_path):
