@@ -18,6 +18,7 @@ import { SceneView } from "./scene.js";
 import { SurfaceChoice } from "./surface.js";
 import { installSceneTools } from "./tools.js";
 import { describeResult } from "./verdict.js";
+import { answersClosing, closeVideo, filesInWords, namedSentence, pieceBytes } from "./video.js";
 
 const ui = pageElements();
 const app = newAppState(); // what the page knows; also read by the tests through window.aetherscan
@@ -149,8 +150,9 @@ function updateControls() {
   ui.fileInput.disabled = busy;
   ui.dropzone.classList.toggle("disabled", busy);
   ui.dropzone.classList.toggle("compact", photos.size > 0); // room for the list and step 2
-  const usable = photos.usable.length; // the photos the checks did not leave out
-  const enough = usable >= MIN_PHOTOS;
+  const usable = photos.stills.length; // the photos the checks did not leave out
+  const videos = photos.videos.length; // each gives the photos the server takes from it
+  const enough = usable >= MIN_PHOTOS || videos > 0;
   const maxPhotos = app.limits.max_photos_per_job ?? Infinity;
   const tooMany = usable > maxPhotos;
   ui.start.disabled = busy || photos.checking || !enough || tooMany || !app.online;
@@ -163,13 +165,15 @@ function updateControls() {
   if (!busy && app.phase !== "done" && app.phase !== "failed") {
     if (!app.online) setStage(app.offlineNote || "Connecting to the server…", null);
     else if (app.openingJobId) setStage("Opening the scan…", null);
-    else if (photos.size === 0) setStage("Add photos of one object or scene, then press Start.", 0);
-    else if (photos.checking && photos.size >= MIN_PHOTOS) setStage("Checking the photos…", null);
-    else if (!enough) {
+    else if (photos.size === 0) {
+      setStage("Add photos (or a video) of one object or scene, then press Start.", 0);
+    } else if (photos.checking && (photos.size >= MIN_PHOTOS || videos > 0)) {
+      setStage("Checking the photos…", null);
+    } else if (!enough) {
       setStage(`Add at least ${MIN_PHOTOS} photos (8 to 50 overlapping ones work best).`, 0);
     } else if (tooMany) {
       setStage(`This server takes at most ${maxPhotos} photos per job: remove some.`, 0);
-    } else setStage(`Ready: press Start to reconstruct ${usable} photos.`, 0);
+    } else setStage(`Ready: press Start to reconstruct ${filesInWords(usable, videos)}.`, 0);
   }
 }
 
@@ -219,6 +223,7 @@ connection.addEventListener("closed", (event) => {
   if (upload) upload.abort();
   app.serverUploadOpen = false; // the server drops a connection's photos and job with it
   app.cancelReplies = 0;
+  app.openVideos = []; // and a video arriving
   const canReattach =
     connection.features.includes("attach") && app.jobId && ["queued", "running"].includes(app.phase);
   if (wasOnline && canReattach) {
@@ -286,6 +291,9 @@ const HANDLERS = {
     app.serverUploadOpen = true;
     if (upload) upload.saved(message.filename);
   },
+  video_received(message) {
+    if (upload) upload.videoReceived(message);
+  },
   cancelled(message) {
     if (app.cancelReplies > 0) {
       app.cancelReplies -= 1; // the answer to a cancel of ours
@@ -300,9 +308,10 @@ const HANDLERS = {
   },
   error(message) {
     const text = message.message || "The server reported an error.";
+    if (answersClosing(text)) return; // the page ended a video cut off before (closeVideo)
     if (upload?.waiting) {
       const photo = upload.refused(text);
-      showMessage(photo && !text.includes(photo.name) ? `${photo.name}: ${text}` : text);
+      showMessage(photo ? namedSentence(photo.name, text) : text);
       return;
     }
     if (message.code === "attach" && app.reattachJobId) {
@@ -413,26 +422,31 @@ async function start() {
   revealStatus();
   photos.prepareUpload();
   const sending = photos.usable;
-  setStage(`Uploading ${sending.length} photos…`, 0);
+  setStage(`Uploading ${filesInWords(photos.stills.length, photos.videos.length)}…`, 0);
   if (app.serverUploadOpen) {
     // Photos of an earlier attempt are still on the server; start from none.
     app.cancelReplies += 1;
     connection.send({ type: "cancel" });
     app.serverUploadOpen = false;
   }
-  upload = new Upload(connection, photos, app.limits.max_photo_mb ?? Infinity);
-  let saved;
+  if (app.openVideos.length > 0) {
+    // A video cut off by a cancel is still held in part by the server: end it first, once
+    // the server is done cancelling (it would refuse the pieces as photos of a busy job).
+    await cancelsAnswered();
+    if (app.phase !== "uploading") return; // cancelled meanwhile
+    for (const name of app.openVideos.splice(0)) closeVideo(connection, name);
+  }
+  const piece = pieceBytes(app.limits.max_message_mb, pageOptions.get("video_piece_kb"));
+  const current = new Upload(connection, photos, app.limits.max_photo_mb ?? Infinity, piece);
+  upload = current;
+  let result;
   try {
-    const progress = setInterval(() => {
-      const done = sending.filter((p) => ["saved", "refused"].includes(p.status)).length;
-      if (app.phase === "uploading") {
-        setStage(`Uploading photos: ${done} of ${sending.length}…`, done / sending.length);
-      }
-    }, 200);
+    const progress = setInterval(() => showUploadProgress(sending), 200);
     try {
-      saved = await upload.run();
+      result = await current.run();
     } finally {
       clearInterval(progress);
+      app.openVideos.push(...current.leftOpen);
     }
   } catch (error) {
     upload = null;
@@ -441,16 +455,33 @@ async function start() {
   }
   upload = null;
   if (app.phase !== "uploading") return; // cancelled meanwhile
-  if (saved.length < MIN_PHOTOS) {
+  const { count } = result; // the photos saved and the frames the server took from the videos
+  app.photosSent = count;
+  updateControls(); // the count of photos says how many frames the videos gave
+  if (count < MIN_PHOTOS) {
     failJob(
-      `Only ${saved.length} photo${saved.length === 1 ? " was" : "s were"} accepted; at least ` +
+      `Only ${count} photo${count === 1 ? " was" : "s were"} accepted; at least ` +
         `${MIN_PHOTOS} are needed. Remove the refused ones, add more photos and press Start again.`,
     );
     return;
   }
   setPhase("queued");
   setStage("Starting the reconstruction…", null);
-  connection.send({ type: "upload_complete", count: saved.length });
+  connection.send({ type: "upload_complete", count });
+}
+
+/** The stage line while uploading: the photos answered, or the bytes of the video under way. */
+function showUploadProgress(sending) {
+  if (app.phase !== "uploading" || !upload) return;
+  if (upload.video) {
+    setStage(...upload.video.stage());
+    return;
+  }
+  const done = sending.filter((p) => ["saved", "refused"].includes(p.status)).length;
+  const what = sending.some((p) => p.kind === "video") ? "photos and videos" : "photos";
+  const frames = upload.frames;
+  const taken = frames > 0 ? `, ${frames} frame${frames === 1 ? "" : "s"} taken from videos` : "";
+  setStage(`Uploading ${what}: ${done} of ${sending.length}${taken}…`, done / sending.length);
 }
 
 function cancel() {
@@ -503,7 +534,8 @@ function completeJob(totalPoints, downloads, result) {
     const sent = photos.usable;
     const firstPhoto = sent[0]?.name ?? "";
     const date = result.created_at;
-    recent.remember({ jobId: app.jobId, photos: sent.length, verdict, firstPhoto, date });
+    const count = app.photosSent || sent.length; // a video's frames are photos
+    recent.remember({ jobId: app.jobId, photos: count, verdict, firstPhoto, date });
   }
 }
 
@@ -538,6 +570,7 @@ function resetResult() {
   restartStream();
   app.jobId = null;
   app.reattachJobId = null;
+  app.photosSent = 0;
   app.downloads = {};
   app.totalPoints = null;
   app.quality = null;

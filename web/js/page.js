@@ -87,5 +87,7 @@ export function newAppState() {
     reattachJobId: null, // a queued or running job to follow again once the line is back
     openingJobId: null, // a job being read over REST to be shown (/#job=<id>)
     cancelReplies: 0, // "cancelled" answers still to come for cancels sent to clear an upload
+    photosSent: 0, // in the last upload_complete: the photos and the frames taken from videos
+    openVideos: [], // videos cut off mid-way (cancelled) that the server still holds part of
   };
 }

@@ -1,9 +1,22 @@
 // The photos a person picked: thumbnails with a status each, checked as they are added
 // (checks.js), and their upload over the WebSocket (one "image_data" message per photo,
-// acknowledged by "image_received" or "error"). A job reopened from its address shows its
-// photos too, with the server's thumbnails.
+// acknowledged by "image_received" or "error"). A video is one tile among them, sent in pieces
+// (video.js), its frames counted as photos. A job reopened from its address shows its photos
+// too, with the server's thumbnails.
 
 import { checkPhoto } from "./checks.js";
+import {
+  checkVideo,
+  looksLikeVideo,
+  namedSentence,
+  pieceBytes,
+  showVideoPreview,
+  sniffVideo,
+  VIDEO_TYPES,
+  VideoUpload,
+  videoSentence,
+  videoStatusText,
+} from "./video.js";
 
 const MIB = 1024 * 1024;
 
@@ -44,9 +57,24 @@ export class PhotoList {
     return this.photos.length;
   }
 
-  /** The photos to upload: all but those the checks left out. */
+  /** The photos to upload: all but those the checks left out (videos among them). */
   get usable() {
     return this.photos.filter((photo) => photo.status !== "excluded");
+  }
+
+  /** The usable photos that are photos, not videos. */
+  get stills() {
+    return this.usable.filter((photo) => photo.kind !== "video");
+  }
+
+  /** The usable videos. */
+  get videos() {
+    return this.usable.filter((photo) => photo.kind === "video");
+  }
+
+  /** The frames the server took from the videos of the last upload. */
+  get videoFrames() {
+    return this.videos.reduce((sum, video) => sum + video.frames.length, 0);
   }
 
   get excludedCount() {
@@ -62,11 +90,21 @@ export class PhotoList {
     return this.usable.reduce((sum, photo) => sum + (photo.file?.size ?? 0), 0);
   }
 
-  /** "14 photos, 1 left out, 38.2 MB": the photos to upload, and those the checks left out. */
+  /**
+   * "14 photos, 1 left out, 38.2 MB": the photos to upload, and those the checks left out;
+   * "1 photo, 1 video (33 frames), 3.0 MB" with a video whose frames the server took.
+   */
   summary() {
     if (this.size === 0) return "";
-    const usable = this.usable.length;
-    const parts = [`${usable} photo${usable === 1 ? "" : "s"}`];
+    const stills = this.stills.length;
+    const videos = this.videos.length;
+    const parts = [];
+    if (stills > 0 || videos === 0) parts.push(`${stills} photo${stills === 1 ? "" : "s"}`);
+    if (videos > 0) {
+      const frames = this.videoFrames;
+      const taken = frames > 0 ? ` (${frames} frame${frames === 1 ? "" : "s"})` : "";
+      parts.push(`${videos} video${videos === 1 ? "" : "s"}${taken}`);
+    }
     if (this.excludedCount > 0) parts.push(`${this.excludedCount} left out`);
     const megabytes = this.totalBytes / 1e6;
     if (megabytes > 0) parts.push(`${megabytes.toFixed(1)} MB`);
@@ -81,7 +119,8 @@ export class PhotoList {
     for (const file of files) {
       const name = uniqueName(file.name || "photo", taken);
       taken.add(name);
-      added.push(this._append({ file, name, status: "checking" }));
+      const kind = looksLikeVideo(file) ? "video" : "photo"; // until its bytes are read
+      added.push(this._append({ file, name, kind, status: "checking" }));
     }
     this.onChange();
     this.checks = this.checks.then(() => this._check(added));
@@ -105,7 +144,15 @@ export class PhotoList {
   }
 
   _append(fields) {
-    const photo = { id: this.nextId++, fraction: 0, message: "", digest: null, ...fields };
+    const photo = {
+      id: this.nextId++,
+      kind: "photo", // or "video"
+      fraction: 0,
+      message: "",
+      digest: null,
+      frames: [], // a video's: the labels of the frames the server took
+      ...fields,
+    };
     photo.element = this._render(photo);
     this.setStatus(photo, photo.status);
     this.listElement.appendChild(photo.element);
@@ -118,7 +165,7 @@ export class PhotoList {
       if (!this.photos.includes(photo)) continue; // removed meanwhile
       let outcome;
       try {
-        outcome = await checkPhoto(photo.file);
+        outcome = await this._checkFile(photo);
       } catch (error) {
         outcome = { problem: `the file cannot be read here (${error.message})`, digest: null };
       }
@@ -126,7 +173,8 @@ export class PhotoList {
       const twin = outcome.digest && this.photos.find((p) => p.digest === outcome.digest);
       if (twin) {
         this.remove(photo, true);
-        this.say(`${photo.name} is the same photo as ${twin.name}: kept once.`, "warning");
+        const what = photo.kind === "video" ? "video" : "photo";
+        this.say(`${photo.name} is the same ${what} as ${twin.name}: kept once.`, "warning");
         continue;
       }
       photo.digest = outcome.digest;
@@ -134,6 +182,36 @@ export class PhotoList {
       else this.setStatus(photo, "ready");
       this.onChange();
     }
+  }
+
+  /** Check a file as a video where its first bytes say it is one, else as a photo. */
+  async _checkFile(photo) {
+    const head = new Uint8Array(await photo.file.slice(0, 64).arrayBuffer());
+    const format = sniffVideo(head);
+    const kind = format ? "video" : "photo";
+    Object.assign(photo, { format, mime: format ? VIDEO_TYPES[format] : null });
+    if (kind !== photo.kind) {
+      photo.kind = kind;
+      this._rerender(photo);
+    } else if (format) {
+      photo.element.querySelector(".video-kind")?.replaceChildren(`${format} video`);
+    }
+    if (format) return checkVideo(photo.file, format);
+    const outcome = await checkPhoto(photo.file);
+    if (outcome.problem && outcome.format === null && photo.file.type.startsWith("video/")) {
+      outcome.problem = "not a video in a format the server takes (MP4, MOV or WebM)";
+    }
+    return outcome;
+  }
+
+  /** A tile made again (a file that turned out to be a video, or not one). */
+  _rerender(photo) {
+    if (photo.thumbnailUrl) URL.revokeObjectURL(photo.thumbnailUrl);
+    photo.thumbnailUrl = null;
+    const element = this._render(photo);
+    photo.element.replaceWith(element);
+    photo.element = element;
+    this.setStatus(photo, photo.status, photo.fraction, photo.message);
   }
 
   remove(photo, evenIfLocked = false) {
@@ -155,23 +233,31 @@ export class PhotoList {
     this.listElement.classList.toggle("locked", locked);
   }
 
-  /** The engine placed the photos called `names` in the scene. */
+  /** The engine placed the photos called `names` in the scene (a video: some of its frames). */
   markPlaced(names) {
     const placed = new Set(names);
     for (const photo of this.photos) {
       if (placed.has(photo.name)) this.setStatus(photo, "placed", 1);
+      if (photo.kind !== "video" || photo.status !== "saved") continue;
+      photo.placedFrames = photo.frames.filter((frame) => placed.has(frame)).length;
+      if (photo.placedFrames > 0) this.setStatus(photo, "placed", 1);
     }
   }
 
   /** Before an upload: every photo but those left out is to be sent again. */
   prepareUpload() {
-    for (const photo of this.usable) this.setStatus(photo, "ready");
+    for (const photo of this.usable) {
+      Object.assign(photo, { frames: [], sentBytes: 0, placedFrames: 0, duration: 0 });
+      this.setStatus(photo, "ready");
+    }
   }
 
   /** The server let go of the photos (cancelled, failed): none of them counts as uploaded. */
   forgetUpload() {
     for (const photo of this.photos) {
-      if (UPLOAD_STATUSES.has(photo.status)) this.setStatus(photo, "ready");
+      if (!UPLOAD_STATUSES.has(photo.status)) continue;
+      photo.frames = [];
+      this.setStatus(photo, "ready");
     }
   }
 
@@ -182,23 +268,30 @@ export class PhotoList {
     const item = photo.element;
     item.dataset.status = status;
     item.querySelector(".bar").style.width = `${Math.round(100 * fraction)}%`;
-    item.querySelector(".photo-status").textContent = STATUS_TEXT[status];
-    // Why a photo is left out, refused or not placed is said beside it, in words.
-    const why = SAYS_WHY.has(status) ? message : "";
+    const video = photo.kind === "video";
+    const label = video ? videoStatusText(photo, status) : STATUS_TEXT[status];
+    item.querySelector(".photo-status").textContent = label;
+    // Why a photo is left out, refused or not placed is said beside it, in words; a video's
+    // tile always has a sentence (what becomes of it, how many frames were taken).
+    const why = video ? videoSentence(photo, status, message) : SAYS_WHY.has(status) ? message : "";
     item.querySelector(".photo-reason").textContent = why;
-    item.classList.toggle("says-why", why !== "");
-    const text = message || STATUS_TEXT[status];
+    item.classList.toggle("says-why", why !== "" && !video);
+    const text = message || label;
     item.title = text ? `${photo.name}: ${text}` : photo.name;
   }
 
-  _render(photo) {
-    const item = document.createElement("li");
-    item.className = "photo";
-    item.dataset.status = "ready";
-    item.title = photo.name;
-
+  /** The picture of a tile: the photo (or the server's thumbnail), a video's frame or card. */
+  _preview(photo) {
     const preview = document.createElement("div");
     preview.className = "preview";
+    if (photo.kind === "video") {
+      showVideoPreview(preview, photo, (url) => {
+        const shown = this.photos.includes(photo) && photo.element.contains(preview);
+        if (shown) photo.thumbnailUrl = url;
+        else URL.revokeObjectURL(url); // the tile went meanwhile
+      });
+      return preview;
+    }
     const nameCard = () => {
       preview.classList.add("no-preview");
       preview.textContent = extension(photo.name) || "?";
@@ -218,6 +311,16 @@ export class PhotoList {
     } else {
       nameCard();
     }
+    return preview;
+  }
+
+  _render(photo) {
+    const item = document.createElement("li");
+    item.className = photo.kind === "video" ? "photo video" : "photo";
+    item.dataset.status = "ready";
+    item.title = photo.name;
+
+    const preview = this._preview(photo);
 
     const caption = document.createElement("span");
     caption.className = "photo-name";
@@ -273,22 +376,40 @@ function readAsDataUrl(file) {
 /**
  * Send every photo as "image_data", one at a time, showing each one's progress as the socket's
  * buffer drains. The server answers each photo in order with "image_received" or "error";
- * `acknowledge` (called by the message handler) settles them. Resolves with the photos saved,
- * or throws when the connection drops.
+ * `saved` and `refused` (called by the message handler) settle them. A video goes in its place
+ * in the list, once the photos before it are answered: in pieces (VideoUpload), its frames
+ * answered as photos, then "video_received" (`videoReceived`) or an "error". Resolves with the
+ * photos saved and the frames taken (`count`, for upload_complete), or throws when the
+ * connection drops.
  */
 export class Upload {
-  constructor(connection, photoList, maxPhotoMB = Infinity) {
+  /**
+   * @param {number} maxPhotoMB the server's limit (MiB) per photo
+   * @param {number} videoPieceBytes bytes of a video in one message (video.js pieceBytes)
+   */
+  constructor(connection, photoList, maxPhotoMB = Infinity, videoPieceBytes = pieceBytes()) {
     this.connection = connection;
     this.photoList = photoList;
     this.maxPhotoMB = maxPhotoMB; // the server's limit (MiB), checked here to save the upload
+    this.videoPieceBytes = videoPieceBytes;
     this.awaiting = []; // photos sent, in order, without an answer yet
     this.settled = null;
+    this.video = null; // the VideoUpload under way
+    this.frames = 0; // frames the server took from the videos so far
+    this.leftOpen = []; // names of videos cut off mid-way (cancelled): video.js closeVideo
+    this.aborted = false;
   }
 
+  /** @returns {Promise<{saved: object[], frames: number, count: number}>} */
   async run() {
     const photos = this.photoList.usable;
     for (const photo of photos) {
+      if (this.aborted) break;
       if (!this.connection.isOpen) throw new Error("the connection to the server was lost");
+      if (photo.kind === "video") {
+        await this._sendVideo(photo);
+        continue;
+      }
       const sizeMB = photo.file.size / MIB;
       if (sizeMB > this.maxPhotoMB) {
         const text =
@@ -311,25 +432,79 @@ export class Upload {
       });
       if (photo.status === "sending") this.photoList.setStatus(photo, "sent", 1);
     }
-    if (this.awaiting.length > 0) {
-      await new Promise((resolve) => {
-        this.settled = resolve;
-      });
-    }
+    await this._answered();
     if (!this.connection.isOpen) throw new Error("the connection to the server was lost");
-    return photos.filter((photo) => photo.status === "saved");
+    const saved = photos.filter((photo) => photo.kind !== "video" && photo.status === "saved");
+    return { saved, frames: this.frames, count: saved.length + this.frames };
   }
 
-  /** The server kept the photo called `filename`. */
+  /** Resolves once every photo sent has its answer. */
+  async _answered() {
+    if (this.awaiting.length === 0) return;
+    await new Promise((resolve) => {
+      this.settled = resolve;
+    });
+  }
+
+  /**
+   * One video: after the photos before it are answered (so that what comes next is its own),
+   * its pieces, then the server's answer. Frames it took count even where it is refused later
+   * (the server keeps them).
+   */
+  async _sendVideo(item) {
+    await this._answered();
+    if (this.aborted) return;
+    if (!this.connection.isOpen) throw new Error("the connection to the server was lost");
+    const list = this.photoList;
+    const video = new VideoUpload(this.connection, item, this.videoPieceBytes, () => {
+      item.sentBytes = video.sentBytes;
+      item.frames = video.frames;
+      const total = video.totalBytes || 1;
+      if (video.phase === "sending") list.setStatus(item, "sending", video.sentBytes / total);
+      else if (video.phase === "choosing") list.setStatus(item, "sent", 1);
+    });
+    this.video = video;
+    list.setStatus(item, "reading", 0);
+    try {
+      await video.run();
+    } finally {
+      this.video = null;
+      item.frames = video.frames;
+      this.frames += video.frames.length;
+      if (video.leftOpen) this.leftOpen.push(item.name);
+    }
+    if (video.phase === "refused") {
+      list.setStatus(item, "refused", 1, video.refusal);
+    } else if (video.phase === "done") {
+      item.duration = video.duration;
+      list.setStatus(item, "saved", 1);
+      for (const note of video.notes) list.say(namedSentence(item.name, note), "warning");
+    }
+  }
+
+  /** The server kept the photo called `filename` (a frame, while a video is answered). */
   saved(filename) {
+    if (this.video) {
+      this.video.frame(filename);
+      return;
+    }
     const index = this.awaiting.findIndex((photo) => photo.name === filename);
     const photo = this.awaiting.splice(index >= 0 ? index : 0, 1)[0];
     if (photo) this.photoList.setStatus(photo, "saved", 1);
     this._maybeDone();
   }
 
-  /** The server refused the oldest photo not yet answered; returns it (or null). */
+  /** The server's summary of the video under way. */
+  videoReceived(message) {
+    if (this.video) this.video.received(message);
+  }
+
+  /** The server refused the oldest photo (or the video) not yet answered; returns it (or null). */
   refused(message) {
+    if (this.video) {
+      this.video.refused(message);
+      return this.video.item;
+    }
     const photo = this.awaiting.shift() ?? null;
     if (photo) this.photoList.setStatus(photo, "refused", 1, message);
     this._maybeDone();
@@ -337,11 +512,13 @@ export class Upload {
   }
 
   get waiting() {
-    return this.awaiting.length > 0;
+    return this.awaiting.length > 0 || this.video !== null;
   }
 
-  /** Stop waiting (connection lost). */
+  /** Stop sending and waiting (cancelled, connection lost). */
   abort() {
+    this.aborted = true;
+    if (this.video) this.video.abort();
     this.awaiting = [];
     this._maybeDone();
   }
