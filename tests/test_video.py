@@ -113,5 +113,7 @@ def test_containers_are_told_by_their_first_bytes(tmp_path):
     assert sniff_video(b"\0\0\0\x14ftypqt  \0\0\0\0") == "mov"
     assert sniff_video(b"\x1a\x45\xdf\xa3\x9f\x42\x86\x81") == "webm"
     assert sniff_video(b"\xff\xd8\xff\xe0\0\x10JFIF") is None
+    assert sniff_video(b"\0\0\0\x18ftypheic\0\0\0\0") is None  # a HEIC photo
+    assert sniff_video(b"\0\0\0\x1cftypavif\0\0\0\0") is None
     webm = photo_pan_clip(tmp_path / "a.webm", seconds_per_photo=0.2).path
     assert sniff_video(webm.read_bytes()[:16]) == "webm"

@@ -1,7 +1,9 @@
-"""AetherScan: photos from several angles in, a coloured 3D point cloud and camera poses out."""
+"""AetherScan: photos (or a video) from several angles in, a coloured 3D point cloud, a mesh and
+camera poses out."""
 
 from aetherscan.engines.base import Engine, EngineError, Observer, Photo
-from aetherscan.export import export_file
+from aetherscan.export import export_file, export_mesh_file
+from aetherscan.mesh import Mesh, MeshError
 from aetherscan.pipeline import reconstruct
 from aetherscan.reconstruction import DroppedPhoto, PointCloud, Quality, Reconstruction, View
 from aetherscan.settings import Settings
@@ -10,6 +12,8 @@ __all__ = [
     "DroppedPhoto",
     "Engine",
     "EngineError",
+    "Mesh",
+    "MeshError",
     "Observer",
     "Photo",
     "PointCloud",
@@ -18,6 +22,7 @@ __all__ = [
     "Settings",
     "View",
     "export_file",
+    "export_mesh_file",
     "reconstruct",
 ]
 __version__ = "0.1.0"

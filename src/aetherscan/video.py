@@ -34,6 +34,11 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".webm", ".mkv")
+# The major brands of the still images that share the ISO box format with MP4 (HEIF, AVIF).
+STILL_BRANDS = frozenset(
+    {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"hevm", b"hevs", b"mif1", b"msf1"}
+    | {b"avif", b"avis", b"avio"}
+)
 ANALYSIS_PX = 480  # the long side at which motion and sharpness are measured
 ANALYSIS_FPS = 15.0  # frames a second looked at; the others are decoded but not converted
 BLURRED = 0.55  # of the sharpness level of the last two seconds: below it, a frame is blurred
@@ -70,6 +75,8 @@ class SampledVideo:
 def sniff_video(head: bytes) -> str | None:
     """The container that the first bytes of a file show: "mp4", "mov", "webm" or None."""
     if len(head) >= 12 and head[4:8] == b"ftyp":
+        if head[8:12] in STILL_BRANDS:
+            return None  # HEIC, HEIF, AVIF: a photo in the same box format
         return "mov" if head[8:12] == b"qt  " else "mp4"
     if len(head) >= 8 and head[4:8] in (b"moov", b"mdat", b"wide", b"free"):
         return "mov"  # an old QuickTime file without ftyp

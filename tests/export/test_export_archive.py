@@ -63,7 +63,7 @@ def test_export_file_picks_the_format_from_the_path(scene, photos, tmp_path):
     assert trimesh.load(ply).vertices.shape == (scene.num_points, 3)
     np.testing.assert_array_equal(trimesh.load(ply).colors[:, :3], scene.point_cloud().rgb)
     with pytest.raises(ValueError, match="cannot tell the export format"):
-        export_file(scene, tmp_path / "scene.obj")
+        export_file(scene, tmp_path / "scene.stl")
     with pytest.raises(ValueError, match="unknown export format"):
         export(scene, "obj", tmp_path / "scene.obj")
 

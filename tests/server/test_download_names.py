@@ -77,7 +77,7 @@ def test_every_download_of_a_job_is_named_after_it(server):
     day = status["created_at"][:10]
     seen = set()
     for fmt, url in status["downloads"].items():
-        assert re.search(r"/files/[a-z_]+\.(ply|glb|zip|json)$", url), url  # URLs unchanged
+        assert re.search(r"/files/[a-z_]+\.(ply|glb|zip|json|obj)$", url), url  # URLs unchanged
         answer = server.http.get(url)
         assert answer.status_code == 200, fmt
         header = answer.headers["content-disposition"]

@@ -57,6 +57,7 @@ def test_the_viewer_page_allows_what_it_uses_and_nothing_else(server):
         "script-src": f"'self' 'sha256-{digest}'",
         "style-src": "'self'",
         "img-src": "'self' blob: data:",
+        "media-src": "blob:",  # a video's frame, drawn from the file the person picked
         "connect-src": "'self'",
         "base-uri": "'none'",
         "form-action": "'none'",

@@ -18,7 +18,7 @@ import { SceneView } from "./scene.js";
 import { SurfaceChoice } from "./surface.js";
 import { installSceneTools } from "./tools.js";
 import { describeResult } from "./verdict.js";
-import { answersClosing, closeVideo, filesInWords, namedSentence, pieceBytes } from "./video.js";
+import { filesInWords, namedSentence, pieceBytes } from "./video.js";
 
 const ui = pageElements();
 const app = newAppState(); // what the page knows; also read by the tests through window.aetherscan
@@ -308,7 +308,6 @@ const HANDLERS = {
   },
   error(message) {
     const text = message.message || "The server reported an error.";
-    if (answersClosing(text)) return; // the page ended a video cut off before (closeVideo)
     if (upload?.waiting) {
       const photo = upload.refused(text);
       showMessage(photo ? namedSentence(photo.name, text) : text);
@@ -429,13 +428,6 @@ async function start() {
     connection.send({ type: "cancel" });
     app.serverUploadOpen = false;
   }
-  if (app.openVideos.length > 0) {
-    // A video cut off by a cancel is still held in part by the server: end it first, once
-    // the server is done cancelling (it would refuse the pieces as photos of a busy job).
-    await cancelsAnswered();
-    if (app.phase !== "uploading") return; // cancelled meanwhile
-    for (const name of app.openVideos.splice(0)) closeVideo(connection, name);
-  }
   const piece = pieceBytes(app.limits.max_message_mb, pageOptions.get("video_piece_kb"));
   const current = new Upload(connection, photos, app.limits.max_photo_mb ?? Infinity, piece);
   upload = current;
@@ -446,7 +438,6 @@ async function start() {
       result = await current.run();
     } finally {
       clearInterval(progress);
-      app.openVideos.push(...current.leftOpen);
     }
   } catch (error) {
     upload = null;

@@ -88,6 +88,5 @@ export function newAppState() {
     openingJobId: null, // a job being read over REST to be shown (/#job=<id>)
     cancelReplies: 0, // "cancelled" answers still to come for cancels sent to clear an upload
     photosSent: 0, // in the last upload_complete: the photos and the frames taken from videos
-    openVideos: [], // videos cut off mid-way (cancelled) that the server still holds part of
   };
 }

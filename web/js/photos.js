@@ -396,7 +396,6 @@ export class Upload {
     this.settled = null;
     this.video = null; // the VideoUpload under way
     this.frames = 0; // frames the server took from the videos so far
-    this.leftOpen = []; // names of videos cut off mid-way (cancelled): video.js closeVideo
     this.aborted = false;
   }
 
@@ -471,7 +470,6 @@ export class Upload {
       this.video = null;
       item.frames = video.frames;
       this.frames += video.frames.length;
-      if (video.leftOpen) this.leftOpen.push(item.name);
     }
     if (video.phase === "refused") {
       list.setStatus(item, "refused", 1, video.refusal);

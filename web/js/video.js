@@ -13,10 +13,6 @@ const SAMPLE_BYTES = MIB; // hashed at each end of a video to tell the same vide
 const STILL_WIDTH = 160; // pixels of the frame shown on a video's tile
 const STILL_WAIT_MS = 8000; // for the browser to open the video and seek in it
 const LOST = "the connection to the server was lost";
-// The data of a piece that closes a video the server still holds part of: not base64, so the
-// server drops the video with an error that the page knows as its own (answersClosing).
-const NOT_BASE64 = "data:,";
-const CLOSING_ANSWER = '"data" is not a base64 data URL';
 
 /** The MIME type of each container the server takes. */
 export const VIDEO_TYPES = Object.freeze({
@@ -315,26 +311,6 @@ export function pieceBytes(maxMessageMB, override = null) {
   return Math.max(3, Math.floor(Math.min(PIECE_BYTES, limit) / 3) * 3);
 }
 
-/**
- * Whether an error from the server answers a closing piece of the page's own (closeVideo).
- * @param {string} text
- */
-export function answersClosing(text) {
-  return text.includes(CLOSING_ANSWER);
-}
-
-/**
- * Make the server drop what it holds of a video whose last piece was never sent (an upload
- * cancelled mid-video): a piece it refuses (answered with an error that answersClosing knows),
- * then an empty last piece, which it drops silently, as it drops every piece of a refused video.
- * @param {{send: (message: object) => boolean}} connection
- * @param {string} name
- */
-export function closeVideo(connection, name) {
-  connection.send({ type: "video_data", filename: name, data: NOT_BASE64, last: false });
-  connection.send({ type: "video_data", filename: name, data: NOT_BASE64, last: true });
-}
-
 function readAsDataUrl(blob) {
   return new Promise((resolve, reject) => {
     const reader = new FileReader();
@@ -381,11 +357,6 @@ export class VideoUpload {
 
   get totalBytes() {
     return this.item.file.size;
-  }
-
-  /** The server holds part of the video, and no last piece went: closeVideo must end it. */
-  get leftOpen() {
-    return this.phase === "aborted" && this.piecesSent > 0 && !this.lastSent;
   }
 
   /** Send every piece, then wait for the server's answer; throws when the line drops. */

@@ -35,11 +35,13 @@ _DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
 _INLINE_SCRIPT = re.compile(rb"<script(?![^>]*\ssrc=)[^>]*>(.*?)</script>", re.DOTALL | re.I)
 
 # The viewer: its scripts and styles are files of its own, besides its inline import map
-# (allowed by its hash); photo thumbnails are blob: URLs, the page's icon a data: URL, and the
+# (allowed by its hash); photo thumbnails are blob: URLs (a video's frame is drawn from a blob:
+# video, media-src), the page's icon a data: URL, and the
 # WebSocket and the REST API are the page's own origin ('self' covers ws: and wss: to it).
 PAGE_POLICY = (
     "default-src 'none'; script-src 'self'{hashes}; style-src 'self'; "
-    "img-src 'self' blob: data:; connect-src 'self'; base-uri 'none'; form-action 'none'; "
+    "img-src 'self' blob: data:; media-src blob:; connect-src 'self'; base-uri 'none'; "
+    "form-action 'none'; "
     "frame-ancestors 'none'"
 )
 # The API and the downloads are data, never pages: nothing in them may run or load.

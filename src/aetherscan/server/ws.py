@@ -293,6 +293,8 @@ class Session:
     async def _cancel(self) -> None:
         while not self._uploads.empty():  # photos not looked at yet are dropped too
             self._uploads.get_nowait()
+        self._drop_video()  # and a video still arriving: the next upload starts afresh
+        self._refused_video = None
         job = self.job
         if job is None:
             await self.send(CancelledMessage(message="there was nothing to cancel").to_json())
@@ -476,6 +478,12 @@ class Session:
             if not message.last:
                 self._refused_video = label
             await self.send_error(exc.message, exc.code if isinstance(exc, Refused) else "storage")
+            return
+        except ValueError:  # its file was closed meanwhile: a cancel dropped the video
+            if self._video is video:
+                raise
+            return
+        if self._video is not video:
             return
         if message.last:
             await self._take_frames(video)

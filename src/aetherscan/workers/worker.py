@@ -173,10 +173,7 @@ class _Worker:
             tries = int(self.redis.hget(keys.job, "tries") or 0) - 1
             times = "once" if tries == 1 else f"{tries} times"
             reason = STOPPED_TRIES.format(times=times, most=settings.max_tries)
-            with self.redis.pipeline() as pipe:
-                pipe.xadd(keys.events, Event("failed", attempt, {"reason": reason}).fields())  # type: ignore[arg-type]
-                pipe.hset(keys.job, "state", "failed")
-                pipe.execute()
+            fail_unheld(self.redis, keys, attempt, reason)
             return "failed: " + reason
         if verdict != "claimed":
             return f"not run ({verdict})"
@@ -377,13 +374,19 @@ class ReconstructTask(Task):
         try:
             state = client.hget(keys.job, "state")
             if state is not None and text(state) not in FINISHED:
-                with client.pipeline() as pipe:
-                    pipe.xadd(keys.events, Event("failed", attempt, {"reason": reason}).fields())  # type: ignore[arg-type]
-                    pipe.hset(keys.job, "state", "failed")
-                    pipe.delete(keys.lease)
-                    pipe.execute()
+                fail_unheld(client, keys, attempt, reason)
         finally:
             client.close()
+
+
+def fail_unheld(client: redis.Redis, keys: JobKeys, attempt: int, reason: str) -> None:
+    """End a job as failed where no worker holds it (any lease goes): its tries are used up, or
+    its worker's child was killed."""
+    with client.pipeline() as pipe:
+        pipe.xadd(keys.events, Event("failed", attempt, {"reason": reason}).fields())  # type: ignore[arg-type]
+        pipe.hset(keys.job, "state", "failed")
+        pipe.delete(keys.lease)
+        pipe.execute()
 
 
 def register_task(app: Celery) -> Task:
