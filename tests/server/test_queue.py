@@ -108,3 +108,18 @@ def test_a_cancel_reaches_the_remote_worker_within_two_seconds(tmp_path):
         # The worker is free for the next job.
         next_id = post_job(http, PHOTOS)
         assert running.wait_for(next_id, ("done", "failed"))["state"] == "done"
+
+
+def test_a_job_cancelled_while_it_waits_is_never_run(tmp_path):
+    with cluster(tmp_path) as running:
+        http = running.serve()
+        waiting = post_job(http, PHOTOS)  # no worker yet: it waits in Redis
+        kept = post_job(http, PHOTOS)
+        assert http.delete(f"/api/jobs/{waiting}").status_code == 204
+        assert http.get(f"/api/jobs/{waiting}").status_code == 404
+        running.worker("a")
+        assert running.wait_for(kept, ("done", "failed"))["state"] == "done"
+        worker = running.workers["a"]
+        said = f"job {waiting} (try 1): not run"
+        wait_until(lambda: said in worker.log_text(100_000), 10, "the worker to drop it")
+        assert worker.log_text(100_000).count("): done in") == 1
