@@ -160,3 +160,18 @@ export async function checkPhoto(file) {
   }
   return result(null, format.name);
 }
+
+/**
+ * A file or a slice of one as a data URL ("data:<type>;base64,..."), the form image_data and
+ * video_data carry.
+ * @param {Blob} blob
+ * @returns {Promise<string>}
+ */
+export function readAsDataUrl(blob) {
+  return new Promise((resolve, reject) => {
+    const reader = new FileReader();
+    reader.addEventListener("load", () => resolve(/** @type {string} */ (reader.result)));
+    reader.addEventListener("error", () => reject(reader.error));
+    reader.readAsDataURL(blob);
+  });
+}

@@ -4,7 +4,7 @@
 // (video.js), its frames counted as photos. A job reopened from its address shows its photos
 // too, with the server's thumbnails.
 
-import { checkPhoto } from "./checks.js";
+import { checkPhoto, readAsDataUrl } from "./checks.js";
 import {
   checkVideo,
   looksLikeVideo,
@@ -362,15 +362,6 @@ function uniqueName(name, taken) {
 function extension(name) {
   const dot = name.lastIndexOf(".");
   return dot > 0 ? name.slice(dot + 1).toUpperCase() : "";
-}
-
-function readAsDataUrl(file) {
-  return new Promise((resolve, reject) => {
-    const reader = new FileReader();
-    reader.addEventListener("load", () => resolve(reader.result));
-    reader.addEventListener("error", () => reject(reader.error));
-    reader.readAsDataURL(file);
-  });
 }
 
 /**

@@ -5,7 +5,7 @@
 // chooses the frames and answers each like a photo ("image_received"), then sums up in
 // "video_received"; the frames count as photos in "upload_complete".
 
-import { sniffFormat } from "./checks.js";
+import { readAsDataUrl, sniffFormat } from "./checks.js";
 
 const MIB = 1024 * 1024;
 const PIECE_BYTES = 4 * MIB; // of the file in one message (base64 makes it 5.3 MiB)
@@ -309,15 +309,6 @@ export function pieceBytes(maxMessageMB, override = null) {
   if (asked >= 3) return Math.floor(asked / 3) * 3;
   const limit = maxMessageMB ? ((maxMessageMB * MIB - 1024) * 3) / 4 : Infinity;
   return Math.max(3, Math.floor(Math.min(PIECE_BYTES, limit) / 3) * 3);
-}
-
-function readAsDataUrl(blob) {
-  return new Promise((resolve, reject) => {
-    const reader = new FileReader();
-    reader.addEventListener("load", () => resolve(reader.result));
-    reader.addEventListener("error", () => reject(reader.error));
-    reader.readAsDataURL(blob);
-  });
 }
 
 /**

@@ -8,7 +8,7 @@ import tempfile
 from pathlib import Path
 
 from aetherscan.server.storage import writing
-from aetherscan.server.uploads import MB, Refused
+from aetherscan.server.uploads import Refused, check_video_size
 
 
 class IncomingVideo:
@@ -22,12 +22,10 @@ class IncomingVideo:
     def append(self, data: bytes) -> None:
         """One more piece; Refused over the limit (the caller discards the video then).
         Blocking: run in a thread."""
-        if self.size + len(data) > self.max_mb * MB:
-            raise Refused(
-                f"{self.label}: the video has more than the limit of {self.max_mb:g} MB per "
-                "video (setting max_video_mb); the pieces received are dropped",
-                status=413,
-            )
+        try:
+            check_video_size(self.label, self.size + len(data), self.max_mb)
+        except Refused as exc:
+            raise Refused(f"{exc.message}; the pieces received are dropped", status=413) from None
         with writing("a video"):
             self._file.write(data)
         self.size += len(data)

@@ -32,11 +32,11 @@ from aetherscan.reconstruction import PointCloud, Reconstruction
 from aetherscan.server.results import download_urls, write_results
 from aetherscan.server.storage import PhotoRecord, Storage, StorageError, without_paths
 from aetherscan.server.uploads import (
-    MB,
     Refused,
     check_mask,
     check_photo,
     check_size,
+    check_video_size,
     make_label,
 )
 from aetherscan.settings import Settings
@@ -270,13 +270,7 @@ class JobManager:
         label = make_label(filename, set(), 0)
         if job.state != "uploading":
             raise Refused("this job is not taking photos any more", code="upload", status=409)
-        size = path.stat().st_size
-        if size > self.settings.max_video_mb * MB:
-            raise Refused(
-                f"{label}: the video has {size / MB:.1f} MB, more than the limit of "
-                f"{self.settings.max_video_mb:g} MB per video (setting max_video_mb)",
-                status=413,
-            )
+        check_video_size(label, path.stat().st_size, self.settings.max_video_mb)
         room = self.settings.max_photos_per_job - len(job.photos)
         if room <= 0:
             raise Refused(

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from aetherscan.engines.base import Photo
 from aetherscan.export import FORMATS, available_formats, export
-from aetherscan.export.mesh_files import MESH_FORMATS
+from aetherscan.export.mesh_files import MESH_FORMATS, write_mesh
 from aetherscan.mesh import Mesh, load_mesh, make_mesh, save_mesh
 from aetherscan.reconstruction import Reconstruction, load_reconstruction, save_reconstruction
 from aetherscan.server.protocol import encode_points
@@ -207,17 +207,18 @@ def _make_export(
     reconstruction = load_reconstruction(result_dir / RECONSTRUCTION_FILE)
     if metres_per_unit is not None:
         reconstruction = reconstruction.scaled(metres_per_unit, unit="metre")
-    if fmt in MESH_FORMATS:  # the mesh is made once for its three formats
-        reconstruction.__dict__["_mesh"] = _mesh(path.parent, result_dir, reconstruction)
     with _scratch(result_dir) as scratch:
         target = scratch / path.name
-        export(
-            reconstruction,
-            fmt,
-            target,
-            photos={photo.name: photo.path for photo in photos},
-            keep_photo_location=keep_photo_location,
-        )
+        if fmt in MESH_FORMATS:  # the mesh is made once for its three formats
+            write_mesh(_mesh(path.parent, result_dir, reconstruction), fmt, target)
+        else:
+            export(
+                reconstruction,
+                fmt,
+                target,
+                photos={photo.name: photo.path for photo in photos},
+                keep_photo_location=keep_photo_location,
+            )
         path.parent.mkdir(exist_ok=True)
         shutil.move(target, path)
     log.info("made %s for %s", path.name, result_dir.parent.name)

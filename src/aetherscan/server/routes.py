@@ -53,7 +53,7 @@ from aetherscan.server.scale import ScaleRefused, metres_per_unit
 from aetherscan.server.service import Service, ServiceDep, client_of
 from aetherscan.server.storage import JobRecord, StorageError, without_paths, writing
 from aetherscan.server.thumbnails import thumbnail
-from aetherscan.server.uploads import MB, Refused
+from aetherscan.server.uploads import Refused, check_video_size
 from aetherscan.video import sniff_video
 
 log = logging.getLogger(__name__)
@@ -143,13 +143,8 @@ async def create_job(
 
 async def _add_video(service: Service, job: Job, filename: str, upload: UploadFile) -> None:
     """The video's frames (``JobManager.add_video``), from a copy in the data folder's tmp/."""
-    limit = service.settings.max_video_mb * MB
-    if upload.size is not None and upload.size > limit:
-        raise Refused(
-            f"{filename}: the video has {upload.size / MB:.1f} MB, more than the limit of "
-            f"{service.settings.max_video_mb:g} MB per video (setting max_video_mb)",
-            status=413,
-        )
+    if upload.size is not None:  # refuse a big video before reading it
+        check_video_size(filename, upload.size, service.settings.max_video_mb)
     with tempfile.TemporaryDirectory(dir=service.storage.temp_dir) as folder:
         path = Path(folder) / "video"
         with writing("a video"):

@@ -84,6 +84,16 @@ def check_size(
         )
 
 
+def check_video_size(label: str, size: int, max_mb: float) -> None:
+    """Refuse a video of ``size`` bytes over ``max_mb`` (setting max_video_mb)."""
+    if size > max_mb * MB:
+        raise Refused(
+            f"{label}: the video has {size / MB:.1f} MB, more than the limit of {max_mb:g} MB "
+            "per video (setting max_video_mb)",
+            status=413,
+        )
+
+
 def check_photo(filename: str, data: bytes, settings: Settings) -> CheckedPhoto:
     """Decode the photo fully to be sure that the engine can read it. Blocking: run in a thread."""
     try:
