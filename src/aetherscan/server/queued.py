@@ -49,7 +49,15 @@ from aetherscan.server.results import RECONSTRUCTION_FILE
 from aetherscan.server.storage import PhotoRecord, Storage, StorageError
 from aetherscan.settings import Settings
 from aetherscan.workers.blobs import FolderBlobs, open_blobs, photo_key, result_prefix
-from aetherscan.workers.channel import QUEUE, RETRY_SCRIPT, TASK, Event, JobKeys, text
+from aetherscan.workers.channel import (
+    FINISHED,
+    QUEUE,
+    RETRY_SCRIPT,
+    TASK,
+    Event,
+    JobKeys,
+    text,
+)
 
 log = logging.getLogger(__name__)
 
@@ -312,7 +320,7 @@ class QueuedJobManager(JobManager):
         kind = event.kind
         if kind == "started":
             self._started(job, remote, event)
-        elif job.state != "running" and kind not in ("done", "failed", "cancelled"):
+        elif job.state != "running" and kind not in FINISHED:
             return False
         elif kind == "progress":
             data = event.data

@@ -32,12 +32,12 @@ from aetherscan.reconstruction import PointCloud
 PREFIX = "aetherscan"
 QUEUE = "aetherscan"  # the Celery queue the workers take jobs from
 TASK = "aetherscan.reconstruct"
+# A job's last states, and the kinds of the event that ends its stream.
 FINISHED = ("done", "failed", "cancelled")
 
 # kinds of Event: "started" {worker, engine}, "progress" {stage, fraction, message},
 # "points" (a PointCloud), "preview" (a Preview), "done" {num_points, views, dropped, quality,
 # masks}, "failed" {reason}, "cancelled" {reason}.
-END_KINDS = ("done", "failed", "cancelled")
 
 
 @dataclass(frozen=True)
