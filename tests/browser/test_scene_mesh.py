@@ -242,6 +242,10 @@ def test_the_surface_is_fetched_once_shown_on_the_points_and_toggled(page, tmp_p
         state = look(page)
         assert state["offered"] and state["pressed"] == ["points"] and state["points"]
         assert state["triangles"] == 0 and not state["surface"]
+        # The reopened job's thumbnails come from the server: let them arrive before it stops.
+        page.wait_for_function(
+            "() => [...document.querySelectorAll('#thumbnails img')].every(i => i.complete)"
+        )
     finally:
         server.stop()
 
