@@ -10,7 +10,8 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from aetherscan.settings import DEFAULT_WEIGHTS, Settings
+from aetherscan.models.hub import DEFAULT_WEIGHTS
+from aetherscan.settings import Settings
 
 
 def _add_engine_options(parser: argparse.ArgumentParser) -> None:

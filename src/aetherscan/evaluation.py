@@ -18,7 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from aetherscan.engines import EngineError, Observer, Photo, create_engine
+from aetherscan.engines.base import EngineError, Observer, Photo
+from aetherscan.engines.factory import create_engine
 from aetherscan.geometry.metrics import focal_errors_rel, score_poses
 from aetherscan.reconstruction import Reconstruction
 from aetherscan.settings import Settings

@@ -13,13 +13,13 @@ from typing import Any, Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from aetherscan.models.hub import DEFAULT_WEIGHTS
+
 EngineName = Literal["auto", "fast3r", "colmap"]
 ENGINE_NAMES = ("auto", "fast3r", "colmap")
 # Or an engine of one's own: "package.module:factory", a callable with no arguments.
 PLUGIN_ENGINE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 DtypeName = Literal["auto", "fp32", "bf16", "fp16", "int8"]
-
-DEFAULT_WEIGHTS = "jedyang97/Fast3R_ViT_Large_512"
 
 
 class Settings(BaseSettings):

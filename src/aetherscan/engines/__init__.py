@@ -1,12 +1,7 @@
 """Engines: photos in, Reconstruction out. ``create_engine`` picks and builds one by name."""
 
-from __future__ import annotations
-
-import importlib
-import logging
-from typing import Literal
-
 from aetherscan.engines.base import Cancelled, Engine, EngineError, Observer, Photo
+from aetherscan.engines.factory import create_engine, resolve_engine
 
 __all__ = [
     "Cancelled",
@@ -17,78 +12,3 @@ __all__ = [
     "create_engine",
     "resolve_engine",
 ]
-
-log = logging.getLogger(__name__)
-
-
-def resolve_engine(name: str, weights: str) -> Literal["fast3r", "colmap"]:
-    """The engine that ``name`` stands for: ``auto`` is Fast3R where its weights are found locally
-    (a model folder, or the hub id already in the Hugging Face cache), COLMAP otherwise."""
-    if name in ("fast3r", "colmap"):
-        return name  # type: ignore[return-value]
-    if name != "auto":
-        raise EngineError(f"unknown engine {name!r}; choose auto, fast3r or colmap")
-    from aetherscan.models.hub import find_local_weights
-
-    if find_local_weights(weights) is not None:
-        return "fast3r"
-    log.warning(
-        "Fast3R weights %r are not on this machine (none in the Hugging Face cache at HF_HOME, "
-        "and no such folder): using the COLMAP engine. Point --weights (AETHERSCAN_WEIGHTS) at a "
-        "model folder to use Fast3R.",
-        weights,
-    )
-    return "colmap"
-
-
-def create_engine(
-    name: str = "auto",
-    *,
-    weights: str | None = None,
-    device: str = "auto",
-    dtype: str = "auto",
-    image_size: int = 512,
-    min_confidence: float = 1.0,
-    max_points_per_view: int | Literal["all"] = 10_000,
-    colmap_max_image_px: int = 1024,
-    colmap_threads: int = -1,
-) -> Engine:
-    """Build the engine ``name`` (auto, fast3r or colmap) with its options, or a plug-in named
-    ``package.module:factory`` (a callable with no arguments that returns an Engine)."""
-    from aetherscan.settings import DEFAULT_WEIGHTS, PLUGIN_ENGINE
-
-    if PLUGIN_ENGINE.match(name):
-        return _plugin_engine(name)
-
-    weights = weights or DEFAULT_WEIGHTS
-    resolved = resolve_engine(name, weights)
-    if resolved == "fast3r":
-        from aetherscan.engines.fast3r import Fast3REngine
-
-        return Fast3REngine(
-            weights=weights,
-            device=device,
-            dtype=dtype,
-            image_size=image_size,
-            min_confidence=min_confidence,
-            max_points_per_view=max_points_per_view,
-        )
-    from aetherscan.engines.colmap import ColmapEngine
-
-    return ColmapEngine(max_image_px=colmap_max_image_px, num_threads=colmap_threads)
-
-
-def _plugin_engine(spec: str) -> Engine:
-    module_name, _, attribute = spec.partition(":")
-    try:
-        target: object = importlib.import_module(module_name)
-        for part in attribute.split("."):
-            target = getattr(target, part)
-    except (ImportError, AttributeError) as exc:
-        raise EngineError(f"the engine plug-in {spec!r} cannot be loaded: {exc}") from exc
-    if not callable(target):
-        raise EngineError(f"the engine plug-in {spec!r} is not callable")
-    engine = target()
-    if not callable(getattr(engine, "reconstruct", None)):
-        raise EngineError(f"the engine plug-in {spec!r} made no engine (it has no reconstruct)")
-    return engine

@@ -15,6 +15,8 @@ C channels, H, W image pixels, h = H / patch, w = W / patch.
 
 from __future__ import annotations
 
+import json
+import logging
 import math
 import re
 import warnings
@@ -35,6 +37,9 @@ from aetherscan.models.backbone import (
 )
 from aetherscan.models.blocks import Attention
 from aetherscan.models.dpt import Conv3x3, DPTHead
+from aetherscan.models.hub import resolve_weights
+
+log = logging.getLogger(__name__)
 
 # ---------------------------------------------------------------------------------- outputs
 
@@ -519,10 +524,31 @@ class Fast3R(nn.Module):
         strict: bool = True,
     ) -> Fast3R:
         """Load a model folder (``config.json`` + ``model.safetensors``) or a Hugging Face hub id
-        (cached, else downloaded). fp32 on CPU unless ``device``/``dtype`` say otherwise."""
-        from aetherscan.models.hub import load_pretrained
+        (cached, else downloaded). fp32 on CPU unless ``device``/``dtype`` say otherwise.
 
-        return load_pretrained(cls, name_or_path, device=device, dtype=dtype, strict=strict)
+        ``strict``: every checkpoint tensor must match a model tensor and the other way round
+        (``CheckpointMismatchError`` names each one that does not); ``False`` loads what matches.
+        """
+        from safetensors.torch import load_file
+
+        folder = resolve_weights(name_or_path)
+        config = Fast3RConfig.from_dict(json.loads((folder / "config.json").read_text()))
+        checkpoint = load_file(folder / "model.safetensors")
+        if strict:
+            # Build without allocating or initialising, then adopt the loaded tensors as they are.
+            with torch.device("meta"):
+                model = cls(config)
+            expected = {k: v.shape for k, v in model.state_dict().items()}
+            state = checkpoint_to_model_keys(checkpoint, expected)
+            model.load_state_dict(state, strict=True, assign=True)
+            model.reset_buffers()
+        else:
+            model = cls(config)
+            expected = {k: v.shape for k, v in model.state_dict().items()}
+            state = checkpoint_to_model_keys(checkpoint, expected, strict=False)
+            model.load_state_dict(state, strict=False)
+        log.info("loaded Fast3R weights from %s", folder)
+        return model.to(device=device or "cpu", dtype=dtype or torch.float32).eval()
 
     def reset_buffers(self) -> None:
         """Recompute non-checkpoint buffers (after building on the ``meta`` device)."""

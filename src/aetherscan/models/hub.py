@@ -12,20 +12,12 @@ Noncommercial Research License.
 
 from __future__ import annotations
 
-import json
-import logging
 import os
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-import torch
-
-if TYPE_CHECKING:
-    from aetherscan.models.fast3r import Fast3R
-
-log = logging.getLogger(__name__)
-
+# The released checkpoint, the weights setting's default (FAIR Noncommercial Research License).
+DEFAULT_WEIGHTS = "jedyang97/Fast3R_ViT_Large_512"
 WEIGHT_FILES = ("config.json", "model.safetensors")
 _HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 _DOWNLOAD_TIMEOUT_S = 10.0
@@ -135,36 +127,3 @@ def resolve_weights(name_or_path: str | Path) -> Path:
             f"{name_or_path!r} is neither an existing folder nor a hub id like 'org/name'"
         )
     return download_weights(str(name_or_path))
-
-
-def load_pretrained(
-    cls: type[Fast3R],
-    name_or_path: str | Path,
-    *,
-    device: torch.device | str | None = None,
-    dtype: torch.dtype | None = None,
-    strict: bool = True,
-) -> Fast3R:
-    """Build ``cls`` from a weights folder or hub id; see ``Fast3R.from_pretrained``."""
-    from safetensors.torch import load_file
-
-    from aetherscan.models.fast3r import Fast3RConfig, checkpoint_to_model_keys
-
-    folder = resolve_weights(name_or_path)
-    config = Fast3RConfig.from_dict(json.loads((folder / "config.json").read_text()))
-    checkpoint = load_file(folder / "model.safetensors")
-    if strict:
-        # Build without allocating or initialising, then adopt the loaded tensors as they are.
-        with torch.device("meta"):
-            model = cls(config)
-        expected = {k: v.shape for k, v in model.state_dict().items()}
-        state = checkpoint_to_model_keys(checkpoint, expected)
-        model.load_state_dict(state, strict=True, assign=True)
-        model.reset_buffers()
-    else:
-        model = cls(config)
-        expected = {k: v.shape for k, v in model.state_dict().items()}
-        state = checkpoint_to_model_keys(checkpoint, expected, strict=False)
-        model.load_state_dict(state, strict=False)
-    log.info("loaded Fast3R weights from %s", folder)
-    return model.to(device=device or "cpu", dtype=dtype or torch.float32).eval()
