@@ -20,6 +20,10 @@ Decisions beyond the original, stated once:
   ones per view are kept. Each view's points are stored in descending confidence.
 * ``K`` is mapped from the model crop to the original photo; Fast3R's pixel grid puts pixel
   centres at integers (OpenCV), AetherScan at +0.5 (``geometry.camera``).
+* With ``refine_poses`` the PnP cameras are refined by bundle adjustment over features matched
+  with the pointmaps as guides (``engines.fast3r_refine``). A refined view's cloud is then
+  lifted from its depth map (scaled to agree with the refined tracks it sees) through its refined
+  camera, so that points and cameras agree to the pixel.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ import numpy as np
 import torch
 
 from aetherscan.engines.base import EngineError, Observer, Photo
+from aetherscan.engines.fast3r_refine import RefineReport, RefineView, refine_poses
 from aetherscan.geometry.align import align_local_to_global
 from aetherscan.geometry.camera import (
     crop_K_to_photo_K,
@@ -61,7 +66,13 @@ PNP_REPROJECTION_PX = 5.0
 # A camera that explains less of its own point map than this is doubtful (the original keeps
 # every pixel with confidence > 1 for PnP, so a right pose explains most of them).
 MIN_PNP_INLIER_SHARE = 0.5
+# Refined cameras that miss their own matches by more than this (median) are doubtful.
+MAX_REFINED_ERROR_PX = 2.0
 ALIGN_TOP_FRACTION = 0.15
+# With refined poses: the share of the poses stage that PnP takes, the rest is the refinement.
+PNP_SHARE_WHEN_REFINING = 0.3
+# A refined view's depth takes the scale of the tracks it sees when it sees at least this many.
+MIN_DEPTH_SCALE_SAMPLES = 20
 
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 # Share of the whole job's progress at the start of each stage.
@@ -76,6 +87,16 @@ class _ViewMaps:
     global_conf: np.ndarray  # (H, W)
     local_pts: np.ndarray  # (H, W, 3) in the view's own camera frame, own scale
     local_conf: np.ndarray  # (H, W)
+
+
+@dataclass
+class _RefinedCamera:
+    """A view's camera after refinement, and the refined tracks it sees (model pixels)."""
+
+    K: np.ndarray  # (3, 3) OpenCV convention, model pixels
+    cam_from_world: np.ndarray  # (4, 4)
+    track_pixels: np.ndarray  # (M, 2)
+    track_depths: np.ndarray  # (M,)
 
 
 def resolve_device(device: str) -> torch.device:
@@ -119,10 +140,13 @@ class Fast3REngine:
         max_points_per_view: int | Literal["all"] = 10_000,
         seed: int | None = None,
         min_view_confidence: float = MIN_VIEW_CONFIDENCE,
+        refine_poses: bool = False,
     ) -> None:
         """``weights``: a model folder, a Hugging Face hub id, or a model already built (tests).
 
         ``seed`` makes the random image-index embedding (and so the result) reproducible.
+        ``refine_poses``: bundle-adjust the cameras after PnP (the default of each job; a job's
+        own ``refine_poses`` overrides it).
         """
         if image_size not in IMAGE_SIZES:
             raise EngineError(f"image_size must be one of {IMAGE_SIZES}, got {image_size}")
@@ -139,6 +163,7 @@ class Fast3REngine:
         self.max_points_per_view = max_points_per_view
         self.seed = seed
         self.min_view_confidence = float(min_view_confidence)
+        self.refine_poses = bool(refine_poses)
         if isinstance(weights, torch.nn.Module):
             self.model = weights.to(self.device).eval()
         else:
@@ -152,9 +177,15 @@ class Fast3REngine:
     # -- the job
 
     def reconstruct(
-        self, photos: Sequence[Photo], observer: Observer | None = None
+        self,
+        photos: Sequence[Photo],
+        observer: Observer | None = None,
+        *,
+        refine_poses: bool | None = None,
     ) -> Reconstruction:
+        """``refine_poses``: this job's choice; None: the engine's default."""
         observer = observer or Observer()
+        refine = self.refine_poses if refine_poses is None else refine_poses
         if len(photos) < MIN_PHOTOS:
             raise EngineError(
                 f"Fast3R needs at least {MIN_PHOTOS} photos of the scene, got {len(photos)}"
@@ -177,8 +208,14 @@ class Fast3REngine:
         timings["inference"] = time.perf_counter() - clock
 
         clock = time.perf_counter()
-        poses, pose_drops = self._poses(maps, inputs, observer)
+        poses, pose_drops = self._poses(maps, inputs, observer, refine)
         timings["poses"] = time.perf_counter() - clock
+        refined: dict[int, _RefinedCamera] = {}
+        refine_report = None
+        if refine and len(poses) >= MIN_PHOTOS:
+            clock = time.perf_counter()
+            refined, refine_report = self._refine(maps, inputs, poses, observer)
+            timings["refine"] = time.perf_counter() - clock
 
         if not poses:
             reasons = "; ".join(
@@ -190,7 +227,7 @@ class Fast3REngine:
         observer.progress("points", _STAGE_START["points"], "Gathering the point cloud")
         placed = [i for i in range(len(inputs)) if i not in pose_drops]
         for count, i in enumerate(placed):
-            view = self._view(kept_photos[i], inputs[i], maps[i], poses[i])
+            view = self._view(kept_photos[i], inputs[i], maps[i], poses[i], refined.get(i))
             views.append(view)
             observer.points(
                 PointCloud(
@@ -214,15 +251,30 @@ class Fast3REngine:
             views=views,
             dropped=dropped,
             timings_s=timings,
-            quality=self._quality([kept_photos[i].name for i in placed], len(inputs), placed),
+            quality=self._quality(
+                [kept_photos[i].name for i in placed], len(inputs), placed, refine_report
+            ),
         )
         observer.progress("done", 1.0, f"{len(views)} cameras, {reconstruction.num_points} points")
         return reconstruction
 
-    def _quality(self, names: list[str], given: int, placed: list[int]) -> Quality:
+    def _quality(
+        self, names: list[str], given: int, placed: list[int], refined: RefineReport | None
+    ) -> Quality:
         """Fast3R's poses come from its own point maps, so the check is how well each camera
-        explains its map (the PnP inlier share) and how many photos it could place."""
+        explains its map (the PnP inlier share) and how many photos it could place; with
+        refinement, also whether the refined cameras explain the matched features."""
         reasons = []
+        notes = []
+        if refined is not None and refined.failure:
+            reasons.append(refined.sentence())
+        elif refined is not None:
+            notes.append(refined.sentence())
+            if refined.error_after_px > MAX_REFINED_ERROR_PX:
+                reasons.append(
+                    f"after refinement the cameras still miss the matched features by "
+                    f"{refined.error_after_px:.1f} px (median)"
+                )
         weak = [
             name
             for name, i in zip(names, placed, strict=True)
@@ -241,7 +293,7 @@ class Fast3REngine:
                 "int8 inference has not been checked against the real weights yet: compare with "
                 "fp32 before relying on it"
             )
-        return Quality("uncertain" if reasons else "good", reasons)
+        return Quality("uncertain" if reasons else "good", reasons + notes)
 
     # -- stages
 
@@ -297,7 +349,7 @@ class Fast3REngine:
         return maps
 
     def _poses(
-        self, maps: list[_ViewMaps], inputs: list[ModelInput], observer: Observer
+        self, maps: list[_ViewMaps], inputs: list[ModelInput], observer: Observer, refine: bool
     ) -> tuple[dict[int, tuple[np.ndarray, np.ndarray]], dict[int, str]]:
         """(model K, cam_from_world) per placed view, and the reason for each view not placed."""
         observer.progress("poses", _STAGE_START["poses"], "Estimating the cameras")
@@ -347,9 +399,10 @@ class Fast3REngine:
                         K, cam_from_world, inlier_share = result
                         poses[i] = (K, cam_from_world)
                         self._pnp_inlier_share[i] = inlier_share
+                    share = PNP_SHARE_WHEN_REFINING if refine else 1.0
                     observer.progress(
                         "poses",
-                        _stage_fraction("poses", (done + 1) / len(candidates)),
+                        _stage_fraction("poses", share * (done + 1) / len(candidates)),
                         f"Camera {done + 1} of {len(candidates)}",
                     )
             except BaseException:
@@ -357,24 +410,66 @@ class Fast3REngine:
                 raise
         return poses, drops
 
+    def _refine(
+        self,
+        maps: list[_ViewMaps],
+        inputs: list[ModelInput],
+        poses: dict[int, tuple[np.ndarray, np.ndarray]],
+        observer: Observer,
+    ) -> tuple[dict[int, _RefinedCamera], RefineReport]:
+        placed = sorted(poses)
+        views = [
+            RefineView(
+                image=inputs[i].rgb,
+                global_pts=maps[i].global_pts,
+                global_conf=maps[i].global_conf,
+                K=poses[i][0],
+                cam_from_world=poses[i][1],
+            )
+            for i in placed
+        ]
+
+        def progress(fraction: float, message: str) -> None:
+            within = PNP_SHARE_WHEN_REFINING + (1 - PNP_SHARE_WHEN_REFINING) * fraction
+            observer.progress("poses", _stage_fraction("poses", within), message)
+
+        result = refine_poses(views, progress)
+        log.info("%s", result.report.sentence())
+        refined = {
+            i: _RefinedCamera(
+                result.K[k],
+                result.cam_from_world[k],
+                result.track_pixels[k],
+                result.track_depths[k],
+            )
+            for k, i in enumerate(placed)
+            if result.refined[k]
+        }
+        return refined, result.report
+
     def _view(
         self,
         photo: Photo,
         model_input: ModelInput,
         maps: _ViewMaps,
         pose: tuple[np.ndarray, np.ndarray],
+        refined: _RefinedCamera | None = None,
     ) -> View:
         K_model_opencv, cam_from_world = pose
-        geometry = model_input.geometry
-        depth_K = opencv_K_to_colmap_K(K_model_opencv)
-        K = crop_K_to_photo_K(depth_K, geometry.scale, geometry.crop_offset)
-
         aligned, _ = align_local_to_global(
             maps.local_pts, maps.global_pts, maps.global_conf, top_fraction=ALIGN_TOP_FRACTION
         )
         depth = transform_points(cam_from_world, aligned)[..., 2].astype(np.float32)  # (H, W)
         valid = np.isfinite(aligned).all(axis=-1) & np.isfinite(depth) & (depth > 0)
         depth = np.where(valid, depth, 0.0).astype(np.float32)
+        if refined is not None:
+            depth *= _depth_scale(depth, refined)
+            K_model_opencv, cam_from_world = refined.K, refined.cam_from_world
+            aligned = _lift(depth, K_model_opencv, cam_from_world)
+            aligned[~valid] = np.nan
+        geometry = model_input.geometry
+        depth_K = opencv_K_to_colmap_K(K_model_opencv)
+        K = crop_K_to_photo_K(depth_K, geometry.scale, geometry.crop_offset)
 
         points = aligned.reshape(-1, 3)
         colors = model_input.rgb.reshape(-1, 3)
@@ -481,6 +576,30 @@ class _ForwardProgress:
     def __exit__(self, *exc_info: object) -> None:
         for handle in self.handles:
             handle.remove()
+
+
+def _depth_scale(depth: np.ndarray, refined: _RefinedCamera) -> float:
+    """The factor that brings a depth map (H, W) to the depths of the refined tracks it sees
+    (the median ratio), or 1 when it sees too few of them."""
+    height, width = depth.shape
+    col = np.clip(np.rint(refined.track_pixels[:, 0]).astype(int), 0, width - 1)
+    row = np.clip(np.rint(refined.track_pixels[:, 1]).astype(int), 0, height - 1)
+    mapped = depth[row, col]
+    ok = (mapped > 0) & (refined.track_depths > 0)
+    if ok.sum() < MIN_DEPTH_SCALE_SAMPLES:
+        return 1.0
+    return float(np.median(refined.track_depths[ok] / mapped[ok]))
+
+
+def _lift(depth: np.ndarray, K: np.ndarray, cam_from_world: np.ndarray) -> np.ndarray:
+    """World points (H, W, 3) of a depth map through the camera (K OpenCV, model pixels)."""
+    height, width = depth.shape
+    v, u = np.mgrid[0:height, 0:width]
+    cam = np.stack(
+        [(u - K[0, 2]) / K[0, 0] * depth, (v - K[1, 2]) / K[1, 1] * depth, depth], axis=-1
+    )
+    world_from_cam = np.linalg.inv(cam_from_world)
+    return transform_points(world_from_cam, cam).astype(np.float32)
 
 
 def _load_model(weights: str | Path, device: torch.device) -> torch.nn.Module:

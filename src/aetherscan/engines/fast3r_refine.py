@@ -1,0 +1,468 @@
+"""Refined cameras for Fast3R (opt-in, ``refine_poses``): features matched between the views with
+the pointmaps as guides, tracks, and bundle adjustment through pycolmap.
+
+Fast3R's cameras come from PnP on its own pointmaps, so they are as precise as the maps, which
+are a few pixels off across each view; splatting and meshing need better. VGGT reports the same
+step raising CO3D pose AUC@30 from 88.2 to 91.8. Here:
+
+1. **Features**: SIFT (RootSIFT descriptors) on each view's model image, the very pixels its
+   pointmaps belong to, so every keypoint has a 3D point and a confidence.
+2. **Pairs**: each view with the ``PAIR_NEIGHBOURS`` views that its keypoints' points fall into
+   most, given the PnP cameras.
+3. **Guided matching**: a keypoint's point, projected into the other view, says where its match
+   must be; the nearest descriptor within ``GUIDE_RADIUS`` of that place is taken when it is close
+   enough, clearly nearer than the second there, and the match is mutual. A fundamental-matrix
+   RANSAC drops the wrong ones that remain.
+4. **Tracks**: matches joined across views; a track that holds two keypoints of one view is
+   dropped. Each track starts at the median of its keypoints' points.
+5. **Bundle adjustment** (Ceres through pycolmap): first the points alone, with Fast3R's cameras
+   (the reprojection error *before*), then poses, points and one focal length per camera (views
+   of one size are one camera; principal point fixed at the centre) with a Cauchy loss of 1 px;
+   observations off by more than ``MAX_ERROR_PX`` are dropped and it runs once more.
+6. **Back into Fast3R's frame**: the refined scene is moved onto the tracks' starting points by
+   a similarity, so the world stays view 0's camera frame at Fast3R's scale. A view with fewer
+   than ``MIN_VIEW_OBSERVATIONS`` observations keeps its PnP camera.
+
+Pixels are on Fast3R's grid (OpenCV: pixel centres at integers) in and out; pycolmap's are at
++0.5, converted at the border of this module.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+import pycolmap
+
+from aetherscan.geometry.align import umeyama
+
+MAX_FEATURES = 2000
+PAIR_NEIGHBOURS = 8
+MIN_PAIR_OVERLAP = 0.1  # share of a view's keypoints whose points land in the other view
+GUIDE_RADIUS = 0.05  # of the image diagonal: how far a match may lie from where its point says
+MAX_DESCRIPTOR_DISTANCE = 0.7  # RootSIFT, unit vectors
+RATIO = 0.8
+RANSAC_PX = 1.5
+MIN_PAIR_MATCHES = 15
+MIN_TRACKS = 30
+MIN_VIEW_OBSERVATIONS = 20
+MAX_ERROR_PX = 4.0
+LOSS_SCALE_PX = 1.0
+
+
+@dataclass
+class RefineView:
+    """One view as the refinement sees it, in model pixels."""
+
+    image: np.ndarray  # (H, W, 3) uint8, the model input's pixels
+    global_pts: np.ndarray  # (H, W, 3) in the world (view 0's camera frame)
+    global_conf: np.ndarray  # (H, W)
+    K: np.ndarray  # (3, 3) OpenCV convention
+    cam_from_world: np.ndarray  # (4, 4)
+
+
+@dataclass
+class RefineReport:
+    """What the refinement found and did; ``failure`` says why it changed nothing."""
+
+    pairs: int = 0
+    matches: int = 0
+    tracks: int = 0
+    observations: int = 0
+    error_before_px: float = float("nan")  # median reprojection error with Fast3R's cameras
+    error_after_px: float = float("nan")  # ... with the refined ones
+    views_refined: int = 0
+    timings_s: dict[str, float] = field(default_factory=dict)
+    failure: str | None = None
+
+    def sentence(self) -> str:
+        if self.failure:
+            return f"the poses were not refined: {self.failure}; the cameras are Fast3R's own"
+        return (
+            f"poses refined by bundle adjustment over {self.tracks} tracks "
+            f"({self.observations} observations in {self.views_refined} photos): median "
+            f"reprojection error {self.error_before_px:.2f} px with Fast3R's cameras, "
+            f"{self.error_after_px:.2f} px refined"
+        )
+
+
+@dataclass
+class Refined:
+    """Per view: the camera to use (refined, or the PnP one where ``refined`` is False), and the
+    refined tracks it sees, for re-aligning its depth: pixels (M, 2) and their depths (M,)."""
+
+    K: list[np.ndarray]
+    cam_from_world: list[np.ndarray]
+    refined: list[bool]
+    track_pixels: list[np.ndarray]
+    track_depths: list[np.ndarray]
+    report: RefineReport
+
+
+@dataclass
+class _Features:
+    pixels: np.ndarray  # (n, 2) float64
+    descriptors: np.ndarray  # (n, 128) float32, unit RootSIFT
+    points: np.ndarray  # (n, 3) the global pointmap at the keypoints
+
+
+def refine_poses(
+    views: list[RefineView], progress: Callable[[float, str], None] | None = None
+) -> Refined:
+    """Refined cameras for ``views``; on failure the given ones, with the reason in the report."""
+    progress = progress or (lambda _fraction, _message: None)
+    report = RefineReport()
+    unchanged = Refined(
+        K=[v.K for v in views],
+        cam_from_world=[v.cam_from_world for v in views],
+        refined=[False] * len(views),
+        track_pixels=[np.zeros((0, 2))] * len(views),
+        track_depths=[np.zeros(0)] * len(views),
+        report=report,
+    )
+    clock = time.perf_counter()
+    progress(0.0, f"Finding features in {len(views)} photos")
+    features = [_features(v) for v in views]
+    report.timings_s["features"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    progress(0.3, "Matching the photos, guided by the point maps")
+    pairs = _pairs(views, features)
+    matches = {pair: _match(views, features, *pair) for pair in pairs}
+    matches = {pair: m for pair, m in matches.items() if len(m) >= MIN_PAIR_MATCHES}
+    report.pairs, report.matches = len(matches), sum(len(m) for m in matches.values())
+    tracks = _tracks(matches, [len(f.pixels) for f in features])
+    report.timings_s["matching"] = time.perf_counter() - clock
+    if len(tracks) < MIN_TRACKS:
+        report.failure = (
+            f"only {len(tracks)} feature tracks were found across the photos (at least "
+            f"{MIN_TRACKS} are needed)"
+        )
+        return unchanged
+
+    clock = time.perf_counter()
+    progress(0.6, f"Bundle adjustment of {len(views)} cameras over {len(tracks)} tracks")
+    scene = _Scene(views, features, tracks)
+    if scene.num_views() < 2:
+        report.failure = "fewer than two photos are seen by enough tracks"
+        return unchanged
+    scene.adjust(cameras=False)
+    report.error_before_px = scene.median_error()
+    scene.adjust(cameras=True)
+    scene.drop_observations_over(MAX_ERROR_PX)
+    scene.adjust(cameras=True)
+    report.error_after_px = scene.median_error()
+    report.timings_s["bundle_adjustment"] = time.perf_counter() - clock
+    if not np.isfinite(report.error_after_px) or scene.num_views() < 2:
+        report.failure = "the bundle adjustment did not converge"
+        return unchanged
+    if report.error_after_px > report.error_before_px:
+        report.failure = (
+            f"the refined cameras explain the matches worse ({report.error_after_px:.2f} px "
+            f"than {report.error_before_px:.2f} px)"
+        )
+        return unchanged
+    scene.move_onto_start()
+    report.tracks, report.observations = scene.num_points(), scene.num_observations()
+    refined = scene.result(unchanged)
+    report.views_refined = sum(refined.refined)
+    progress(1.0, report.sentence())
+    return refined
+
+
+# -- features and matches
+
+
+def _features(view: RefineView) -> _Features:
+    gray = cv2.cvtColor(view.image, cv2.COLOR_RGB2GRAY)
+    sift = cv2.SIFT.create(nfeatures=MAX_FEATURES)
+    keypoints, descriptors = sift.detectAndCompute(gray, None)
+    if descriptors is None or not keypoints:
+        return _Features(np.zeros((0, 2)), np.zeros((0, 128), np.float32), np.zeros((0, 3)))
+    pixels = np.array([k.pt for k in keypoints], np.float64)
+    # RootSIFT (Arandjelovic & Zisserman 2012): L1-normalise, square root; unit length after.
+    root = np.sqrt(descriptors / np.maximum(descriptors.sum(1, keepdims=True), 1e-12))
+    height, width = view.global_conf.shape
+    col = np.clip(np.rint(pixels[:, 0]).astype(int), 0, width - 1)
+    row = np.clip(np.rint(pixels[:, 1]).astype(int), 0, height - 1)
+    points = view.global_pts[row, col].astype(np.float64)
+    keep = np.isfinite(points).all(1)
+    return _Features(pixels[keep], root[keep].astype(np.float32), points[keep])
+
+
+def _project(view: RefineView, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Pixels (n, 2) of world points in ``view``, and whether each is in front and inside."""
+    cam = points @ view.cam_from_world[:3, :3].T + view.cam_from_world[:3, 3]
+    z = cam[:, 2]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        uv = cam[:, :2] / z[:, None] * np.diag(view.K)[:2] + view.K[:2, 2]
+    height, width = view.global_conf.shape
+    inside = ((z > 0) & (uv[:, 0] >= -0.5) & (uv[:, 0] < width - 0.5) & (uv[:, 1] >= -0.5)) & (
+        uv[:, 1] < height - 0.5
+    )
+    return uv, inside
+
+
+def _pairs(views: list[RefineView], features: list[_Features]) -> list[tuple[int, int]]:
+    """Each view with its ``PAIR_NEIGHBOURS`` most overlapping views, as (i, j) with i < j."""
+    pairs: set[tuple[int, int]] = set()
+    for i, f in enumerate(features):
+        if not len(f.points):
+            continue
+        overlap = np.array(
+            [0.0 if j == i else _project(views[j], f.points)[1].mean() for j in range(len(views))]
+        )
+        for j in np.argsort(-overlap)[:PAIR_NEIGHBOURS]:
+            if overlap[j] >= MIN_PAIR_OVERLAP:
+                pairs.add((min(i, int(j)), max(i, int(j))))
+    return sorted(pairs)
+
+
+def _guided(
+    predicted: np.ndarray, inside: np.ndarray, source: _Features, target: _Features, radius: float
+) -> np.ndarray:
+    """For each source keypoint, the target keypoint matched to it, or -1."""
+    best = np.full(len(source.pixels), -1)
+    if not len(target.pixels) or not inside.any():
+        return best
+    rows = np.flatnonzero(inside)
+    near = ((predicted[rows, None, :] - target.pixels[None, :, :]) ** 2).sum(
+        -1
+    ) <= radius**2  # (r, m)
+    similarity = source.descriptors[rows] @ target.descriptors.T  # unit vectors: cos
+    distance = np.sqrt(np.maximum(2.0 - 2.0 * similarity, 0.0))
+    distance[~near] = np.inf
+    order = np.argsort(distance, axis=1)[:, :2]
+    first = np.take_along_axis(distance, order[:, :1], 1)[:, 0]
+    second = (
+        np.take_along_axis(distance, order[:, 1:2], 1)[:, 0]
+        if distance.shape[1] > 1
+        else np.full(len(rows), np.inf)
+    )
+    good = (first <= MAX_DESCRIPTOR_DISTANCE) & (first < RATIO * second)
+    best[rows[good]] = order[good, 0]
+    return best
+
+
+def _match(views: list[RefineView], features: list[_Features], i: int, j: int) -> np.ndarray:
+    """Matches (k, 2) of keypoint indices of views i and j: guided, mutual, verified."""
+    fi, fj = features[i], features[j]
+    height, width = views[i].global_conf.shape
+    radius = GUIDE_RADIUS * float(np.hypot(width, height))
+    forward = _guided(*_project(views[j], fi.points), fi, fj, radius)
+    backward = _guided(*_project(views[i], fj.points), fj, fi, radius)
+    a = np.flatnonzero(forward >= 0)
+    a = a[backward[forward[a]] == a]
+    if len(a) < MIN_PAIR_MATCHES:
+        return np.zeros((0, 2), int)
+    pairs = np.stack([a, forward[a]], axis=1)
+    try:
+        _, inliers = cv2.findFundamentalMat(
+            fi.pixels[pairs[:, 0]], fj.pixels[pairs[:, 1]], cv2.FM_RANSAC, RANSAC_PX, 0.999
+        )
+    except cv2.error:  # no model fits (degenerate points)
+        inliers = None
+    if inliers is None:
+        return np.zeros((0, 2), int)
+    return pairs[inliers.ravel().astype(bool)]
+
+
+def _tracks(matches: dict[tuple[int, int], np.ndarray], counts: list[int]) -> list[np.ndarray]:
+    """Tracks joined from pairwise matches: each (L, 2) of (view, keypoint), L >= 2, at most one
+    keypoint per view."""
+    offsets = np.concatenate([[0], np.cumsum(counts)])
+    parent = np.arange(offsets[-1])
+
+    def root(x: int) -> int:
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for (i, j), pairs in matches.items():
+        for a, b in pairs:
+            ra, rb = root(offsets[i] + a), root(offsets[j] + b)
+            if ra != rb:
+                parent[max(ra, rb)] = min(ra, rb)
+    members: dict[int, list[int]] = {}
+    for node in {int(n) for (i, j), pairs in matches.items() for n in _nodes(offsets, i, j, pairs)}:
+        members.setdefault(root(node), []).append(node)
+    tracks = []
+    for nodes in members.values():
+        view = np.searchsorted(offsets, nodes, side="right") - 1
+        if len(nodes) < 2 or len(set(view.tolist())) != len(nodes):
+            continue
+        tracks.append(np.stack([view, np.array(nodes) - offsets[view]], axis=1))
+    return tracks
+
+
+def _nodes(offsets: np.ndarray, i: int, j: int, pairs: np.ndarray) -> np.ndarray:
+    return np.concatenate([offsets[i] + pairs[:, 0], offsets[j] + pairs[:, 1]])
+
+
+# -- bundle adjustment
+
+
+class _Scene:
+    """The tracks and cameras as a pycolmap reconstruction (pixel centres at +0.5)."""
+
+    def __init__(
+        self, views: list[RefineView], features: list[_Features], tracks: list[np.ndarray]
+    ) -> None:
+        seen = np.bincount(np.concatenate([t[:, 0] for t in tracks]), minlength=len(views))
+        usable = seen >= MIN_VIEW_OBSERVATIONS
+        self.views, self.features = views, features
+        self.reconstruction = pycolmap.Reconstruction()
+        cameras: dict[tuple[int, int], int] = {}
+        for i, view in enumerate(views):
+            if not usable[i]:
+                continue
+            height, width = view.global_conf.shape
+            camera_id = cameras.get((width, height))
+            if camera_id is None:
+                camera_id = cameras[(width, height)] = len(cameras) + 1
+                focal = float(np.mean(np.diag(view.K)[:2]))
+                self.reconstruction.add_camera_with_trivial_rig(
+                    pycolmap.Camera(
+                        model="SIMPLE_PINHOLE",
+                        width=width,
+                        height=height,
+                        params=[focal, view.K[0, 2] + 0.5, view.K[1, 2] + 0.5],
+                        camera_id=camera_id,
+                    )
+                )
+            image = pycolmap.Image(
+                name=str(i),
+                keypoints=features[i].pixels + 0.5,
+                camera_id=camera_id,
+                image_id=i + 1,
+            )
+            self.reconstruction.add_image_with_trivial_frame(
+                image, pycolmap.Rigid3d(view.cam_from_world[:3])
+            )
+        self.start: dict[int, np.ndarray] = {}  # point3D id -> where it started
+        for track in tracks:
+            track = track[usable[track[:, 0]]]
+            if len(track) < 2:
+                continue
+            start = np.median([features[v].points[k] for v, k in track], axis=0)
+            elements = [pycolmap.TrackElement(int(v) + 1, int(k)) for v, k in track]
+            point_id = self.reconstruction.add_point3D(start, pycolmap.Track(elements))
+            self.start[point_id] = start
+
+    def num_views(self) -> int:
+        return sum(1 for image in self.reconstruction.images.values() if image.num_points3D > 0)
+
+    def num_points(self) -> int:
+        return self.reconstruction.num_points3D()
+
+    def num_observations(self) -> int:
+        return int(self.reconstruction.compute_num_observations())
+
+    def adjust(self, *, cameras: bool) -> None:
+        options = pycolmap.BundleAdjustmentOptions()
+        options.refine_focal_length = cameras
+        options.refine_principal_point = False
+        options.refine_extra_params = False
+        options.print_summary = False
+        options.ceres.loss_function_type = pycolmap.LossFunctionType.CAUCHY
+        options.ceres.loss_function_scale = LOSS_SCALE_PX
+        config = pycolmap.BundleAdjustmentConfig()
+        for image_id, image in self.reconstruction.images.items():
+            if image.num_points3D == 0:
+                continue
+            config.add_image(image_id)
+            if not cameras:
+                config.set_constant_rig_from_world_pose(image.frame_id)
+        if cameras:
+            config.fix_gauge(pycolmap.BundleAdjustmentGauge.TWO_CAMS_FROM_WORLD)
+        else:
+            for camera_id in self.reconstruction.cameras:
+                config.set_constant_cam_intrinsics(camera_id)
+        pycolmap.create_default_bundle_adjuster(options, config, self.reconstruction).solve()
+
+    def _errors(self) -> tuple[list[tuple[int, int]], np.ndarray]:
+        """Every observation as (point3D id, track index) and its reprojection error in px."""
+        keys, errors = [], []
+        for point_id, point in self.reconstruction.points3D.items():
+            for index, element in enumerate(point.track.elements):
+                image = self.reconstruction.image(element.image_id)
+                observed = image.points2D[element.point2D_idx].xy
+                projected = image.project_point(point.xyz)
+                error = np.inf if projected is None else np.linalg.norm(projected - observed)
+                keys.append((point_id, index))
+                errors.append(error)
+        return keys, np.array(errors)
+
+    def median_error(self) -> float:
+        _, errors = self._errors()
+        return float(np.median(errors)) if len(errors) else float("nan")
+
+    def drop_observations_over(self, max_px: float) -> None:
+        keys, errors = self._errors()
+        wrong: dict[int, list[int]] = {}
+        for (point_id, index), error in zip(keys, errors, strict=True):
+            if not error <= max_px:
+                wrong.setdefault(point_id, []).append(index)
+        for point_id, indices in wrong.items():
+            point = self.reconstruction.point3D(point_id)
+            if point.track.length() - len(indices) < 2:
+                self.reconstruction.delete_point3D(point_id)
+                del self.start[point_id]
+                continue
+            elements = point.track.elements
+            for index in sorted(indices, reverse=True):
+                element = elements[index]
+                self.reconstruction.delete_observation(element.image_id, element.point2D_idx)
+
+    def move_onto_start(self) -> None:
+        """The similarity that puts the refined points onto where they started, fitted twice:
+        the second time without the fifth of the points the first fit explains worst."""
+        ids = list(self.start)
+        refined = np.array([self.reconstruction.point3D(i).xyz for i in ids])
+        start = np.array([self.start[i] for i in ids])
+        similarity = umeyama(refined, start)
+        residual = np.linalg.norm(similarity.apply(refined) - start, axis=1)
+        keep = residual <= np.quantile(residual, 0.8)
+        if keep.sum() >= 3:
+            similarity = umeyama(refined[keep], start[keep])
+        self.reconstruction.transform(
+            pycolmap.Sim3d(
+                similarity.scale,
+                pycolmap.Rotation3d(similarity.rotation),
+                similarity.translation,
+            )
+        )
+
+    def result(self, given: Refined) -> Refined:
+        out = Refined(
+            K=list(given.K),
+            cam_from_world=list(given.cam_from_world),
+            refined=list(given.refined),
+            track_pixels=list(given.track_pixels),
+            track_depths=list(given.track_depths),
+            report=given.report,
+        )
+        for image_id, image in self.reconstruction.images.items():
+            if image.num_points3D < MIN_VIEW_OBSERVATIONS:
+                continue
+            i = image_id - 1
+            camera = image.camera
+            focal, cx, cy = camera.params
+            out.K[i] = np.array([[focal, 0, cx - 0.5], [0, focal, cy - 0.5], [0, 0, 1]])
+            pose = np.eye(4)
+            pose[:3] = image.cam_from_world().matrix()
+            out.cam_from_world[i] = pose
+            out.refined[i] = True
+            pixels, depths = [], []
+            for point2D in image.points2D:
+                if point2D.has_point3D():
+                    xyz = self.reconstruction.point3D(point2D.point3D_id).xyz
+                    pixels.append(point2D.xy - 0.5)
+                    depths.append((pose[:3, :3] @ xyz + pose[:3, 3])[2])
+            out.track_pixels[i] = np.array(pixels).reshape(-1, 2)
+            out.track_depths[i] = np.array(depths)
+        return out
