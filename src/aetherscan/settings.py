@@ -38,6 +38,11 @@ class Settings(BaseSettings):
     image_size: Literal[512, 384, 224] = 512
     min_confidence: float = Field(1.0, description="keep points with confidence >= this")
     max_points_per_view: int | Literal["all"] = 10_000
+    refine_poses: bool = Field(
+        False,
+        description="Fast3R: refine the cameras by bundle adjustment over features matched with "
+        "the pointmaps as guides (a job may choose otherwise); COLMAP's always are",
+    )
     colmap_max_image_px: int = Field(1024, description="COLMAP works at this long side")
     colmap_threads: int = Field(-1, description="COLMAP's CPU threads; -1: all cores")
 
@@ -124,6 +129,7 @@ class Settings(BaseSettings):
             "image_size": self.image_size,
             "min_confidence": self.min_confidence,
             "max_points_per_view": self.max_points_per_view,
+            "refine_poses": self.refine_poses,
             "colmap_max_image_px": self.colmap_max_image_px,
             "colmap_threads": self.colmap_threads,
         }

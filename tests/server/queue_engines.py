@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from server_kit import ScriptedEngine
 
 from aetherscan.engines.base import Observer, Photo
-from aetherscan.reconstruction import Reconstruction
+from aetherscan.reconstruction import Quality, Reconstruction
 
 
 def scripted() -> ScriptedEngine:
@@ -46,3 +46,28 @@ class Stubborn:
 
 def stubborn() -> Stubborn:
     return Stubborn()
+
+
+class Refining:
+    """Takes the job option ``refine_poses`` and says in its verdict what it was given, so a
+    test can see that the option travelled to the worker."""
+
+    name = "refining"
+
+    def __init__(self) -> None:
+        self.scripted = scripted()
+
+    def reconstruct(
+        self,
+        photos: Sequence[Photo],
+        observer: Observer | None = None,
+        *,
+        refine_poses: bool | None = None,
+    ) -> Reconstruction:
+        result = self.scripted.reconstruct(photos, observer)
+        result.quality = Quality("good", [f"refine_poses={refine_poses}"])
+        return result
+
+
+def refining() -> Refining:
+    return Refining()

@@ -245,8 +245,8 @@ def test_job_status_json_is_the_documented_shape(server, three_photos):
     status = server.wait_for_state(job_id)
     assert list(status) == [
         "job_id", "state", "engine", "stage", "fraction", "message", "position", "photos",
-        "num_points", "views", "dropped", "quality", "masks", "scale", "error", "downloads",
-        "created_at", "finished_at", "expires_at",
+        "num_points", "views", "dropped", "quality", "masks", "scale", "error", "options",
+        "downloads", "created_at", "finished_at", "expires_at",
     ]  # fmt: skip
     assert list(status["photos"][0]) == ["name", "width", "height", "mask", "thumbnail"]
     json.dumps(status)
@@ -275,6 +275,7 @@ def test_the_engine_is_built_from_settings_at_start_up(tmp_path, monkeypatch):
                 "image_size": 512,
                 "min_confidence": 1.0,
                 "max_points_per_view": 10_000,
+                "refine_poses": False,
                 "colmap_max_image_px": 320,
                 "colmap_threads": -1,
             },

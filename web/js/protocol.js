@@ -3,7 +3,7 @@
 // @ts-check
 
 export const PROTOCOL_VERSION = 1;
-export const FEATURES = Object.freeze(["progress", "cameras", "job", "binary_points", "quality", "masks", "attach", "preview", "restart", "video"]);
+export const FEATURES = Object.freeze(["progress", "cameras", "job", "binary_points", "quality", "masks", "attach", "preview", "restart", "video", "options"]);
 export const CLIENT_MESSAGE_TYPES = Object.freeze(["image_data", "upload_complete", "ping", "hello", "cancel", "mask_data", "attach", "video_data"]);
 export const SERVER_MESSAGE_TYPES = Object.freeze(["image_received", "points", "reconstruction_complete", "error", "pong", "welcome", "progress", "queued", "cameras", "preview", "restarted", "video_received", "cancelled", "mask_received", "attached"]);
 export const MAX_POINTS_PER_MESSAGE = 5000;
@@ -24,6 +24,7 @@ export const FRAME_HEADER_BYTES = 40;
  * @typedef {object} UploadComplete
  * @property {"upload_complete"} type
  * @property {number} count
+ * @property {Object<string, boolean | null>} [options] EXTENSION 'options': the job's options, e.g. {"refine_poses": true}; without the feature the field is ignored, like any unknown field
  */
 
 /**
@@ -152,6 +153,7 @@ export const FRAME_HEADER_BYTES = 40;
  * @property {Limits} limits
  * @property {number} max_points_per_message
  * @property {number} [reattach_grace_s] EXTENSION 'attach': how long a job waits for its client after a drop
+ * @property {Array<string>} [job_options] EXTENSION 'options': the job options the server's engine takes
  */
 
 /**
@@ -296,6 +298,7 @@ export const FRAME_HEADER_BYTES = 40;
  * @property {"none" | "given" | "automatic" | "mixed" | null} masks where the masks the engine used came from, once done
  * @property {ScaleInfo | null} scale the scale set with PUT /api/jobs/{id}/scale; null: engine units
  * @property {string | null} error
+ * @property {Object<string, boolean>} options the job options its client chose
  * @property {Object<string, string>} downloads
  * @property {string} created_at
  * @property {string | null} finished_at
@@ -321,6 +324,7 @@ export const FRAME_HEADER_BYTES = 40;
  * @property {Limits} limits
  * @property {number} max_points_per_message
  * @property {Array<string>} formats download formats of a finished job
+ * @property {Array<string>} job_options the job options the engine takes (POST /api/jobs form fields)
  */
 
 /**

@@ -6,10 +6,11 @@ touches ``aetherscan/engines`` and nothing else.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+import inspect
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -109,3 +110,56 @@ class Engine(Protocol):
 
 class EngineError(Exception):
     """A reconstruction that cannot be done, with a message for people (too few photos, ...)."""
+
+
+@dataclass(frozen=True)
+class JobOptions:
+    """What one job chooses over its engine's defaults; None leaves it to the engine.
+
+    An engine takes an option as a keyword argument of ``reconstruct`` of the same name.
+    """
+
+    # Bundle-adjust Fast3R's cameras after PnP (COLMAP's cameras always are).
+    refine_poses: bool | None = None
+
+    def chosen(self) -> dict[str, Any]:
+        """The options this job sets, by name."""
+        return {name: value for name, value in asdict(self).items() if value is not None}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any] | None) -> JobOptions:
+        """Options from a client's JSON object; ValueError with a sentence when one is wrong."""
+        if data is None:
+            return cls()
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(
+                f"unknown job option {unknown[0]!r}; the options are {', '.join(sorted(known))}"
+            )
+        for name, value in data.items():
+            if value is not None and not isinstance(value, bool):
+                raise ValueError(f"the job option {name!r} is true or false, got {value!r}")
+        return cls(**data)
+
+
+def job_options(engine: Engine) -> list[str]:
+    """The job options ``engine`` takes."""
+    accepted = inspect.signature(engine.reconstruct).parameters
+    return [f.name for f in fields(JobOptions) if f.name in accepted]
+
+
+def run_engine(
+    engine: Engine, photos: Sequence[Photo], observer: Observer, options: JobOptions
+) -> Reconstruction:
+    """``engine.reconstruct`` with the options the job chose; an engine that lacks one of them
+    fails the job with a sentence rather than ignoring what was asked."""
+    chosen = options.chosen()
+    if not chosen:
+        return engine.reconstruct(photos, observer)
+    missing = [name for name in chosen if name not in job_options(engine)]
+    if missing:
+        raise EngineError(
+            f"the {engine.name} engine has no job option {missing[0]!r}; leave it out"
+        )
+    return engine.reconstruct(photos, observer, **chosen)  # type: ignore[call-arg]

@@ -110,8 +110,14 @@ class ColmapEngine:
         self._abort_at = _abort_at
 
     def reconstruct(
-        self, photos: Sequence[Photo], observer: Observer | None = None
+        self,
+        photos: Sequence[Photo],
+        observer: Observer | None = None,
+        *,
+        refine_poses: bool | None = None,
     ) -> Reconstruction:
+        """``refine_poses`` is taken and changes nothing: COLMAP's cameras are always refined by
+        bundle adjustment."""
         observer = observer or Observer()
         if len(photos) < 2:
             raise EngineError(f"COLMAP needs at least 2 photos, got {len(photos)}")

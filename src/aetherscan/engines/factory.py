@@ -40,6 +40,7 @@ def create_engine(
     image_size: int = 512,
     min_confidence: float = 1.0,
     max_points_per_view: int | Literal["all"] = 10_000,
+    refine_poses: bool = False,
     colmap_max_image_px: int = 1024,
     colmap_threads: int = -1,
 ) -> Engine:
@@ -60,6 +61,7 @@ def create_engine(
             image_size=image_size,
             min_confidence=min_confidence,
             max_points_per_view=max_points_per_view,
+            refine_poses=refine_poses,
         )
     from aetherscan.engines.colmap import ColmapEngine
 

@@ -216,6 +216,8 @@ class Fast3REngine:
             clock = time.perf_counter()
             refined, refine_report = self._refine(maps, inputs, poses, observer)
             timings["refine"] = time.perf_counter() - clock
+            for step, seconds in refine_report.timings_s.items():
+                timings[f"refine_{step}"] = seconds
 
         if not poses:
             reasons = "; ".join(

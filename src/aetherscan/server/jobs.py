@@ -27,7 +27,17 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from aetherscan.engines.base import Cancelled, Engine, EngineError, Observer, Photo, Preview
+from aetherscan.engines.base import (
+    Cancelled,
+    Engine,
+    EngineError,
+    JobOptions,
+    Observer,
+    Photo,
+    Preview,
+    job_options,
+    run_engine,
+)
 from aetherscan.reconstruction import PointCloud, Reconstruction
 from aetherscan.server.results import download_urls, write_results
 from aetherscan.server.storage import PhotoRecord, Storage, StorageError, without_paths
@@ -122,6 +132,7 @@ class Job:
     upload_bytes: int = 0
     cancel_requested: threading.Event = field(default_factory=threading.Event)
     cancel_reason: str = ""
+    options: JobOptions = field(default_factory=JobOptions)
     listeners: list[asyncio.Queue[JobEvent]] = field(default_factory=list)
 
     def listen(self) -> asyncio.Queue[JobEvent]:
@@ -342,11 +353,19 @@ class JobManager:
         job.upload_bytes += len(data) - photo.mask_bytes
         photo.mask_bytes = len(data)
 
-    def submit(self, job: Job) -> int:
-        """Queue the job; its position (jobs ahead of it) is returned."""
+    def submit(self, job: Job, options: JobOptions | None = None) -> int:
+        """Queue the job with the options its client chose; its position (jobs ahead of it) is
+        returned."""
         if len(job.photos) < 2:
             raise Refused(
                 f"a reconstruction needs at least 2 photos; {len(job.photos)} received",
+                code="upload",
+            )
+        options = options or JobOptions()
+        missing = [name for name in options.chosen() if name not in job_options(self.engine)]
+        if missing:
+            raise Refused(
+                f"the {self.engine.name} engine has no job option {missing[0]!r}; leave it out",
                 code="upload",
             )
         busy = self.busy()
@@ -362,7 +381,10 @@ class JobManager:
                 f"(setting max_queue_length = {self.settings.max_queue_length}); try again later",
                 status=503,
             )
+        if options.chosen():
+            self.storage.set_options(job.id, options.chosen())
         self.storage.set_state(job.id, "queued")  # StorageError: the job stays uploading
+        job.options = options
         job.state = "queued"
         self._queue.append(job)
         self._announce_positions()
@@ -482,7 +504,7 @@ class JobManager:
     def _reconstruct(self, job: Job, observer: _JobObserver) -> Reconstruction:
         """On the engine's thread: the reconstruction, streamed and saved."""
         photos = [Photo(photo.label, photo.path, photo.mask_path) for photo in job.photos]
-        reconstruction = self.engine.reconstruct(photos, observer)
+        reconstruction = run_engine(self.engine, photos, observer, job.options)
         if observer.points_sent == 0:
             # An engine that streams nothing: its clients still get the cloud, before the end.
             for index in range(len(reconstruction.views)):

@@ -59,6 +59,7 @@ FEATURES = (
     "preview",
     "restart",
     "video",
+    "options",
 )
 MAX_POINTS_PER_MESSAGE = 5000  # JSON points messages
 MAX_POINTS_PER_FRAME = 65536  # binary point frames
@@ -86,6 +87,11 @@ class UploadComplete(_ClientMessage):
 
     type: Literal["upload_complete"]
     count: StrictInt
+    options: dict[str, StrictBool | None] | None = Field(
+        None,
+        description="EXTENSION 'options': the job's options, e.g. {\"refine_poses\": true}; "
+        "without the feature the field is ignored, like any unknown field",
+    )
 
 
 class Ping(_ClientMessage):
@@ -272,6 +278,9 @@ class Welcome(_ServerMessage):
         None,
         description="EXTENSION 'attach': how long a job waits for its client after a drop",
     )
+    job_options: list[str] | None = Field(
+        None, description="EXTENSION 'options': the job options the server's engine takes"
+    )
 
 
 class Progress(_ServerMessage):
@@ -449,6 +458,9 @@ class JobStatus(_Reply):
         None, description="the scale set with PUT /api/jobs/{id}/scale; null: engine units"
     )
     error: str | None = None
+    options: dict[str, bool] = Field(
+        default_factory=dict, description="the job options its client chose"
+    )
     downloads: dict[str, str] = Field(default_factory=dict)
     created_at: datetime
     finished_at: datetime | None = None
@@ -463,6 +475,9 @@ class Info(_Reply):
     limits: Limits
     max_points_per_message: int = MAX_POINTS_PER_MESSAGE
     formats: list[str] = Field(description="download formats of a finished job")
+    job_options: list[str] = Field(
+        description="the job options the engine takes (POST /api/jobs form fields)"
+    )
 
 
 class Health(_Reply):

@@ -34,7 +34,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from aetherscan.engines.base import EngineError, Observer, Photo
+from aetherscan.engines.base import EngineError, JobOptions, Observer, Photo
 from aetherscan.reconstruction import Reconstruction, load_reconstruction
 from aetherscan.server.jobs import (
     STOPPED,
@@ -83,8 +83,13 @@ class QueueEngine:
         self.name = name
 
     def reconstruct(
-        self, photos: Sequence[Photo], observer: Observer | None = None
+        self,
+        photos: Sequence[Photo],
+        observer: Observer | None = None,
+        *,
+        refine_poses: bool | None = None,
     ) -> Reconstruction:
+        """Never runs; takes every job option, which the workers' engines check."""
         raise EngineError("this server runs no engine: its workers do (setting broker_url)")
 
 
@@ -119,6 +124,7 @@ class QueuedJobManager(JobManager):
         await super().start()
         for record in self.storage.unfinished():
             job = Job(id=record.id, client=record.client, state=record.state)
+            job.options = JobOptions.from_json(record.options)
             job.photos = self.storage.photos(record.id)
             self._open[job.id] = job
             remote = self._remote[job.id] = _Remote(dispatched=True)
@@ -256,7 +262,7 @@ class QueuedJobManager(JobManager):
         await self._in_thread(
             self.celery.send_task,
             TASK,
-            args=[job.id, attempt, photos],
+            args=[job.id, attempt, photos, job.options.chosen()],
             queue=QUEUE,
             retry=True,
             retry_policy={"max_retries": 5, "interval_start": 0.2, "interval_step": 0.5},

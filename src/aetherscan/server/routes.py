@@ -17,12 +17,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, File, HTTPException, Query, Request, Response, UploadFile
+from fastapi import APIRouter, File, Form, HTTPException, Query, Request, Response, UploadFile
 from fastapi.responses import FileResponse, JSONResponse
 from starlette.types import Receive, Scope, Send
 
 from aetherscan import __version__
-from aetherscan.engines.base import Photo
+from aetherscan.engines.base import JobOptions, Photo, job_options
 from aetherscan.masks import NAMING, MaskError, pair_masks
 from aetherscan.mesh import MeshError
 from aetherscan.server.download_names import content_disposition, download_name
@@ -83,6 +83,7 @@ async def info(service: ServiceDep) -> Info:
         features=list(FEATURES),
         limits=service.limits(),
         formats=list(download_files()),
+        job_options=job_options(service.engine),
     )
 
 
@@ -100,6 +101,13 @@ async def create_job(
         list[UploadFile] | None,
         File(
             description=f"masks of some or all of the photos, each named after its photo: {NAMING}"
+        ),
+    ] = None,
+    refine_poses: Annotated[
+        bool | None,
+        Form(
+            description="a job option (GET /api/info lists the engine's): true to refine "
+            "Fast3R's cameras by bundle adjustment; default: the server's setting refine_poses"
         ),
     ] = None,
 ) -> JobStatus:
@@ -126,7 +134,7 @@ async def create_job(
                 jobs.check_photo_size(job, jobs.photo_label(job, filename), upload.size)
             await jobs.add_photo(job, filename, await upload.read())
         await _add_masks(service, job, masks or [])
-        jobs.submit(job)
+        jobs.submit(job, JobOptions(refine_poses=refine_poses))
     except (Refused, StorageError) as exc:
         jobs.discard(job, exc.message)
         detail = exc.message if isinstance(exc, Refused) else f"{exc.message}; no job was made"
@@ -399,6 +407,7 @@ def job_status(service: Service, job_id: str) -> JobStatus:
             else None
         ),
         error=record.error,
+        options=record.options or {},
         downloads=(
             download_urls(job_id, service.storage.result_dir(job_id))
             if record.state == "done"

@@ -140,7 +140,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     quality TEXT,
     masks TEXT,
     deleted INTEGER NOT NULL DEFAULT 0,
-    metres_per_unit REAL
+    metres_per_unit REAL,
+    options TEXT
 );
 CREATE TABLE IF NOT EXISTS photos (
     job_id TEXT NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
@@ -163,6 +164,7 @@ _ADDED_COLUMNS = {
         "masks": "TEXT",
         "deleted": "INTEGER NOT NULL DEFAULT 0",
         "metres_per_unit": "REAL",
+        "options": "TEXT",
     },
     "photos": {"mask": "TEXT", "mask_bytes": "INTEGER NOT NULL DEFAULT 0"},
 }
@@ -187,6 +189,7 @@ class JobRecord:
     quality: dict | None = None  # Quality.to_json() of the result, once done
     masks: str | None = None  # Reconstruction.masks, once done
     metres_per_unit: float | None = None  # the scale a client set; None: the engine's units
+    options: dict | None = None  # JobOptions.chosen() of the job, as submitted
 
 
 @dataclass
@@ -388,6 +391,7 @@ class Storage:
         fields["views"] = json.loads(fields["views"])
         fields["dropped"] = json.loads(fields["dropped"])
         fields["quality"] = json.loads(fields["quality"]) if fields["quality"] else None
+        fields["options"] = json.loads(fields["options"]) if fields["options"] else None
         return JobRecord(**fields)
 
     def unfinished(self) -> list[JobRecord]:
@@ -414,6 +418,11 @@ class Storage:
                 "UPDATE jobs SET state=?, error=?, finished_at=? WHERE id=?",
                 (state, error, finished, job_id),
             )
+
+    def set_options(self, job_id: str, options: dict) -> None:
+        """The job options its client chose (``JobOptions.chosen()``), kept for its runs."""
+        with writing("a job's options"), self._lock:
+            self._db.execute("UPDATE jobs SET options=? WHERE id=?", (json.dumps(options), job_id))
 
     def set_engine(self, job_id: str, engine: str) -> None:
         """The engine that runs the job, once a worker says which (``serve --broker``)."""

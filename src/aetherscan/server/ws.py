@@ -27,7 +27,7 @@ import numpy as np
 from fastapi import APIRouter, WebSocket
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
-from aetherscan.engines.base import Preview, PreviewCamera
+from aetherscan.engines.base import JobOptions, Preview, PreviewCamera, job_options
 from aetherscan.reconstruction import PointCloud, View, load_reconstruction
 from aetherscan.server.feeds import FeedReader, JobFeed, Sessions, sessions_of
 from aetherscan.server.incoming_video import IncomingVideo
@@ -287,6 +287,7 @@ class Session:
             features=[feature for feature in FEATURES if feature in self.features],
             limits=self.service.limits(),
             reattach_grace_s=self.settings.reattach_grace_s if "attach" in self.features else None,
+            job_options=job_options(self.service.engine) if "options" in self.features else None,
         )
         await self.send(welcome.to_json())
 
@@ -586,12 +587,18 @@ class Session:
                 f"and upload_complete again, or upload_complete with count {received} to "
                 "reconstruct these"
             )
+        options = JobOptions()
+        if problem is None and "options" in self.features:
+            try:
+                options = JobOptions.from_json(message.options)
+            except ValueError as exc:
+                problem = f"{exc}; the photos are kept: send upload_complete again"
         if problem is not None:
             await self.send_error(problem, "upload")
             return
         assert job is not None
         try:
-            self.service.jobs.submit(job)
+            self.service.jobs.submit(job, options)
         except Refused as exc:
             await self.send_error(exc.message, exc.code)
         except StorageError as exc:

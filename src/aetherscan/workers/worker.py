@@ -35,7 +35,16 @@ from celery import Celery, Task
 from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 from celery.signals import worker_process_init
 
-from aetherscan.engines.base import Cancelled, Engine, EngineError, Observer, Photo, Preview
+from aetherscan.engines.base import (
+    Cancelled,
+    Engine,
+    EngineError,
+    JobOptions,
+    Observer,
+    Photo,
+    Preview,
+    run_engine,
+)
 from aetherscan.reconstruction import PointCloud, Reconstruction
 from aetherscan.server.results import write_results
 from aetherscan.server.storage import StorageError, without_paths
@@ -160,8 +169,15 @@ class _Worker:
         )
         return bool(told)
 
-    def run(self, job_id: str, attempt: int, photos: list[dict[str, Any]]) -> str:
-        """Run one job, if it is this worker's to run; what happened, for the log."""
+    def run(
+        self,
+        job_id: str,
+        attempt: int,
+        photos: list[dict[str, Any]],
+        options: dict[str, Any] | None = None,
+    ) -> str:
+        """Run one job, if it is this worker's to run; what happened, for the log. ``options``:
+        the job options its client chose (``JobOptions.chosen()``)."""
         keys = JobKeys(job_id)
         settings = self.settings
         lease_ms = int(settings.worker_lease_s * 1000)
@@ -178,10 +194,15 @@ class _Worker:
         if verdict != "claimed":
             return f"not run ({verdict})"
         with _Lease(self, keys, lease_ms) as lease:
-            return self._run_claimed(keys, attempt, photos, lease)
+            return self._run_claimed(keys, attempt, photos, options, lease)
 
     def _run_claimed(
-        self, keys: JobKeys, attempt: int, photos: list[dict[str, Any]], lease: _Lease
+        self,
+        keys: JobKeys,
+        attempt: int,
+        photos: list[dict[str, Any]],
+        options: dict[str, Any] | None,
+        lease: _Lease,
     ) -> str:
         cancel = self.redis.get(keys.cancel)
         if cancel is not None:
@@ -193,7 +214,7 @@ class _Worker:
         started = time.perf_counter()
         try:
             with tempfile.TemporaryDirectory(prefix="aetherscan-job-") as work:
-                summary = self._reconstruct(keys.job_id, photos, Path(work), observer)
+                summary = self._reconstruct(keys.job_id, photos, options, Path(work), observer)
         except Cancelled as exc:
             if lease.lost.is_set():
                 return "abandoned: its lease was lost, another worker may run it"
@@ -219,8 +240,17 @@ class _Worker:
         return f"{outcome.kind} in {time.perf_counter() - started:.1f} s"
 
     def _reconstruct(
-        self, job_id: str, photos: list[dict[str, Any]], work: Path, observer: _StreamingObserver
+        self,
+        job_id: str,
+        photos: list[dict[str, Any]],
+        options: dict[str, Any] | None,
+        work: Path,
+        observer: _StreamingObserver,
     ) -> dict[str, Any]:
+        try:
+            chosen = JobOptions.from_json(options)
+        except ValueError as exc:  # a server newer than this worker
+            raise EngineError(f"this worker cannot run the job: {exc}") from None
         inputs = []
         for index, photo in enumerate(photos):
             path = self._fetch(photo["key"], work / f"{index:04d}{Path(photo['key']).suffix}")
@@ -229,7 +259,7 @@ class _Worker:
                 self._fetch(mask, work / f"{index:04d}-mask{Path(mask).suffix}") if mask else None
             )
             inputs.append(Photo(photo["label"], path, mask_path))
-        reconstruction = self.engine.reconstruct(inputs, observer)
+        reconstruction = run_engine(self.engine, inputs, observer, chosen)
         if observer.points_sent == 0:
             # An engine that streams nothing: its clients still get the cloud, before the end.
             for index in range(len(reconstruction.views)):
@@ -391,9 +421,15 @@ def fail_unheld(client: redis.Redis, keys: JobKeys, attempt: int, reason: str) -
 
 def register_task(app: Celery) -> Task:
     @app.task(name=TASK, base=ReconstructTask, bind=True)
-    def reconstruct(self: Task, job_id: str, attempt: int, photos: list[dict[str, Any]]) -> str:
+    def reconstruct(
+        self: Task,
+        job_id: str,
+        attempt: int,
+        photos: list[dict[str, Any]],
+        options: dict[str, Any] | None = None,
+    ) -> str:
         worker = _child_worker()
-        outcome = worker.run(job_id, attempt, photos)
+        outcome = worker.run(job_id, attempt, photos, options)
         log.info("job %s (try %d): %s", job_id, attempt, outcome)
         return outcome
 
