@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import pytest
 from queue_kit import cluster
-from server_kit import Client, RunningServer, ScriptedEngine, make_settings, photo_bytes
+from server_kit import RunningServer, ScriptedEngine, make_settings, photo_bytes
 
 from aetherscan.engines.base import Observer, Photo
 from aetherscan.reconstruction import Reconstruction
