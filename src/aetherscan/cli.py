@@ -1,4 +1,4 @@
-"""The ``aetherscan`` command: ``serve``, ``worker``, ``reconstruct``, ``evaluate``."""
+"""The ``aetherscan`` command: ``serve``, ``worker``, ``reconstruct``, ``evaluate``, ``plan``."""
 
 from __future__ import annotations
 
@@ -155,6 +155,30 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     ev.add_argument("--json", type=Path, default=None, help="also write the scores here")
     _add_engine_options(ev)
+
+    plan = commands.add_parser(
+        "plan",
+        help="a Fast3R job's predicted peak memory and chunks, and whether it fits; "
+        "exit status 0 if it fits, 1 if not",
+    )
+    plan.add_argument("--views", type=int, required=True, help="number of photos")
+    plan.add_argument("--image-size", type=int, choices=[512, 384, 224], default=512)
+    plan.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
+    plan.add_argument("--dtype", choices=["auto", "fp32", "bf16", "fp16", "int8"], default="auto")
+    plan.add_argument(
+        "--memory-gb",
+        type=float,
+        default=None,
+        help="memory of the device in GiB (2^30 bytes); default: what is free, or 80 for a "
+        "CUDA GPU that is not on this machine",
+    )
+    plan.add_argument(
+        "--weights",
+        default=None,
+        metavar="FOLDER_OR_HUB_ID",
+        help="read the model's config.json here if it is on this machine (nothing is loaded "
+        "or downloaded); default: the released ViT-L/512",
+    )
     return parser
 
 
@@ -165,6 +189,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.INFO if args.verbose or args.command == "serve" else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    if args.command == "plan":
+        from aetherscan.plan import plan_command
+
+        return plan_command(
+            args.views, args.image_size, args.device, args.dtype, args.memory_gb, args.weights
+        )
     try:
         settings = _settings_from(args)
     except ValidationError as exc:

@@ -1,0 +1,56 @@
+"""``aetherscan plan``: a Fast3R job's predicted peak memory, its chunks, and whether it fits.
+
+Nothing is loaded and nothing is downloaded: the model's config comes from a weights folder on
+this machine (``--weights``, or the default hub id when it is in the Hugging Face cache), else
+the released ViT-L/512 config is assumed.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import torch
+
+from aetherscan.models.fast3r import Fast3RConfig, fast3r_vitl_512_config
+from aetherscan.models.hub import DEFAULT_WEIGHTS, find_local_weights
+from aetherscan.models.memory import GIB, plan_memory, view_shapes
+
+
+def model_config(weights: str | None) -> tuple[Fast3RConfig, str]:
+    """The config of ``weights`` if it is on this machine, else the released one; and which."""
+    folder = find_local_weights(weights or DEFAULT_WEIGHTS)
+    if folder is not None:
+        config = Fast3RConfig.from_dict(json.loads((folder / "config.json").read_text()))
+        return config, f"config of {folder}"
+    missing = f"{weights} is not on this machine; " if weights else ""
+    return fast3r_vitl_512_config(), f"{missing}the released ViT-L/512 config"
+
+
+def plan_command(
+    views: int,
+    image_size: int = 512,
+    device: str = "auto",
+    dtype: str = "auto",
+    memory_gib: float | None = None,
+    weights: str | None = None,
+) -> int:
+    """Print the plan; exit status 0 when the job fits, 1 when it does not, 2 for bad input."""
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        config, source = model_config(weights)
+        memory_bytes = None if memory_gib is None else int(memory_gib * GIB)
+        plan = plan_memory(
+            config, view_shapes(views, image_size), dtype, device, memory_bytes=memory_bytes
+        )
+    except (ValueError, RuntimeError, OSError) as exc:
+        print(f"aetherscan plan: {exc}", file=sys.stderr)
+        return 2
+    H, W = plan.shapes[0]
+    print(
+        f"Fast3R plan: {views} views of {W}x{H} (a 4:3 photo at {image_size}), {plan.dtype} "
+        f"on {device}; model: {source}"
+    )
+    print(plan.report())
+    return 0 if plan.fits else 1
