@@ -123,3 +123,19 @@ def test_without_texture_the_refinement_says_it_changed_nothing(standin, capture
         r.startswith("the poses were not refined: only 0 feature tracks")
         for r in asked.quality.reasons
     )
+
+
+def test_photos_tied_by_two_view_tracks_only_are_left_as_fast3r_placed_them(standin, tmp_path):
+    """Four photos 30 degrees apart share almost no feature among three of them: bundle
+    adjustment would trade rotation for focal length there (measured: 1.1 -> 2.7 degrees), so
+    the refinement declines and says so."""
+    capture = standin.standin_capture(4, arc_deg=90.0)
+    photos = [Photo(p.name, p) for p in capture.write(tmp_path)]
+    engine = Fast3REngine(standin.StandInFast3R(capture.outputs), device="cpu")
+    plain = engine.reconstruct(photos)
+    asked = engine.reconstruct(photos, refine_poses=True)
+    for a, b in zip(plain.views, asked.views, strict=True):
+        np.testing.assert_allclose(a.cam_from_world, b.cam_from_world)
+    assert asked.quality.verdict == "uncertain"
+    (reason,) = [r for r in asked.quality.reasons if r.startswith("the poses were not refined")]
+    assert "too few features seen in three photos or more" in reason
