@@ -224,3 +224,27 @@ def test_cancelled_inside_the_forward_pass_stops_it_and_removes_the_hooks(tiny_w
 
 def _forward_hooks(model: torch.nn.Module) -> list[dict]:
     return [m._forward_hooks for m in model.modules()]
+
+
+def test_a_job_that_cannot_fit_is_refused_before_the_forward_pass(
+    tiny_weights, photos, monkeypatch
+):
+    """With too little free memory the engine refuses with the plan's sentence, naming the
+    views that would fit, before the network runs."""
+    import aetherscan.models.memory as memory
+
+    engine = Fast3REngine(tiny_weights, device="cpu", image_size=512, min_view_confidence=1.0)
+    calls = []
+    engine.model.register_forward_pre_hook(lambda *_: calls.append(1))
+    with Image.open(photos[0].path) as image:
+        needed = engine.plan_photos([image.size] * len(photos)).required_bytes
+    monkeypatch.setattr(memory, "available_memory", lambda *_: (needed // 2, "a test"))
+    with pytest.raises(EngineError) as refused:
+        engine.reconstruct(photos)
+    message = str(refused.value)
+    assert message.startswith(f"Fast3R cannot run {len(photos)} views of ")
+    assert " in fp32 on cpu " in message and " fit at this size, " in message
+    assert calls == []
+    monkeypatch.setattr(memory, "available_memory", lambda *_: (needed * 2, "a test"))
+    assert len(engine.reconstruct(photos).views) >= 2
+    assert engine.model.head_chunk_views == 1  # the plan's choice on the CPU

@@ -20,6 +20,9 @@ Decisions beyond the original, stated once:
   ones per view are kept. Each view's points are stored in descending confidence.
 * ``K`` is mapped from the model crop to the original photo; Fast3R's pixel grid puts pixel
   centres at integers (OpenCV), AetherScan at +0.5 (``geometry.camera``).
+* Each job is planned before the forward pass (``models.memory``): the plan picks the heads'
+  chunk of views, and a job whose smallest plan does not fit the device's free memory is refused
+  with a sentence (how many views would fit) instead of running out of memory midway.
 * With ``refine_poses`` the PnP cameras are refined by bundle adjustment over features matched
   with the pointmaps as guides (``engines.fast3r_refine``). A refined view's cloud is then
   lifted from its depth map (scaled to agree with the refined tracks it sees) through its refined
@@ -52,7 +55,8 @@ from aetherscan.geometry.camera import (
 )
 from aetherscan.geometry.focal import estimate_focal
 from aetherscan.geometry.pnp import solve_pnp
-from aetherscan.models.preprocess import IMAGE_SIZES, ModelInput, preprocess
+from aetherscan.models.memory import MemoryPlan, plan_memory
+from aetherscan.models.preprocess import IMAGE_SIZES, ModelInput, plan_crop, preprocess
 from aetherscan.photos import PhotoError, open_photo
 from aetherscan.reconstruction import DroppedPhoto, PointCloud, Quality, Reconstruction, View
 
@@ -158,6 +162,7 @@ class Fast3REngine:
             )
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
+        self.dtype_name = dtype
         self.image_size = image_size
         self.min_confidence = float(min_confidence)
         self.max_points_per_view = max_points_per_view
@@ -201,6 +206,8 @@ class Fast3REngine:
         clock = time.perf_counter()
         inputs, kept_photos, dropped = self._load(photos, observer)
         timings["load"] = time.perf_counter() - clock
+
+        self._plan([(int(x.image.shape[-2]), int(x.image.shape[-1])) for x in inputs])
 
         clock = time.perf_counter()
         observer.progress("inference", _STAGE_START["inference"], f"Fast3R on {len(inputs)} photos")
@@ -259,6 +266,34 @@ class Fast3REngine:
         )
         observer.progress("done", 1.0, f"{len(views)} cameras, {reconstruction.num_points} points")
         return reconstruction
+
+    def plan_memory(self, shapes: Sequence[tuple[int, int]]) -> MemoryPlan | None:
+        """The memory plan of a job whose model inputs are ``shapes`` (H, W each) on this
+        engine's device, with the model loaded; None for a model that is not our Fast3R."""
+        from aetherscan.models import Fast3R
+
+        if not isinstance(self.model, Fast3R):
+            return None
+        return plan_memory(
+            self.model.config, shapes, self.dtype_name, str(self.device), weights_loaded=True
+        )
+
+    def _plan(self, shapes: list[tuple[int, int]]) -> None:
+        """Refuse a job that cannot fit, and set the heads' chunk from its plan."""
+        from aetherscan.models import Fast3R
+
+        plan = self.plan_memory(shapes)
+        if plan is None or not isinstance(self.model, Fast3R):
+            return
+        if not plan.fits:
+            raise EngineError(plan.sentence())
+        self.model.head_chunk_views = plan.head_chunk_views
+        log.info("%s", plan.sentence())
+
+    def plan_photos(self, photo_sizes: Sequence[tuple[int, int]]) -> MemoryPlan | None:
+        """``plan_memory`` for photos of these (width, height), upright, before reading them."""
+        inputs = [plan_crop(size, self.image_size).size for size in photo_sizes]
+        return self.plan_memory([(height, width) for width, height in inputs])
 
     def _quality(
         self, names: list[str], given: int, placed: list[int], refined: RefineReport | None

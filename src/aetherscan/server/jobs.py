@@ -361,6 +361,10 @@ class JobManager:
                 f"a reconstruction needs at least 2 photos; {len(job.photos)} received",
                 code="upload",
             )
+        plan_photos = getattr(self.engine, "plan_photos", None)  # Fast3R plans its memory
+        plan = plan_photos([(p.width, p.height) for p in job.photos]) if plan_photos else None
+        if plan is not None and not plan.fits:
+            raise Refused(plan.sentence(), code="limit", status=413)
         options = options or JobOptions()
         missing = [name for name in options.chosen() if name not in job_options(self.engine)]
         if missing:
