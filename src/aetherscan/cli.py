@@ -43,6 +43,13 @@ def _add_engine_options(parser: argparse.ArgumentParser) -> None:
         help="most points kept per view, or 'all' (default 10000)",
     )
     group.add_argument(
+        "--refine-poses",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="Fast3R: refine the cameras by bundle adjustment over features matched with the "
+        "pointmaps as guides (setting refine_poses; default off)",
+    )
+    group.add_argument(
         "--threads", type=int, default=None, help="COLMAP's CPU threads (default: all cores)"
     )
 
@@ -76,6 +83,7 @@ def _settings_from(args: argparse.Namespace) -> Settings:
             "image_size": args.image_size,
             "min_confidence": args.min_confidence,
             "max_points_per_view": args.max_points_per_view,
+            "refine_poses": args.refine_poses,
             "colmap_threads": args.threads,
             "broker_url": getattr(args, "broker", None),
             "storage_url": getattr(args, "storage_url", None),

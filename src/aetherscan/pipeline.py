@@ -145,6 +145,21 @@ def reconstruct(
     return result
 
 
+def _memory_refusal(settings: Settings, photos: list[Photo]) -> str | None:
+    """Why a Fast3R job of these photos cannot fit the device, found before the weights load;
+    None when it fits, or when another engine runs it."""
+    from aetherscan.plan import plan_before_loading
+
+    sizes = []
+    for photo in photos:
+        try:
+            sizes.append(read_size(photo.path))
+        except PhotoError:
+            continue  # the engine leaves it out, with its reason
+    plan = plan_before_loading(settings, sizes) if len(sizes) >= 2 else None
+    return plan.sentence() if plan is not None and not plan.fits else None
+
+
 def reconstruct_command(
     settings: Settings,
     photos: list[Path],
@@ -168,6 +183,10 @@ def reconstruct_command(
     if not found:
         print("aetherscan: no photos found in " + ", ".join(map(str, photos)), file=sys.stderr)
         return 2
+    refusal = _memory_refusal(settings, found)
+    if refusal is not None:
+        print(f"aetherscan: {refusal}", file=sys.stderr)
+        return 1
     bar = _ProgressBar() if sys.stderr.isatty() else _ProgressLog()
     try:
         engine = create_engine(settings.engine, **settings.engine_options())

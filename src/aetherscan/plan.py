@@ -14,7 +14,9 @@ import torch
 
 from aetherscan.models.fast3r import Fast3RConfig, fast3r_vitl_512_config
 from aetherscan.models.hub import DEFAULT_WEIGHTS, find_local_weights
-from aetherscan.models.memory import GIB, plan_memory, view_shapes
+from aetherscan.models.memory import GIB, MemoryPlan, plan_memory, view_shapes
+from aetherscan.models.preprocess import plan_crop
+from aetherscan.settings import Settings
 
 
 def model_config(weights: str | None) -> tuple[Fast3RConfig, str]:
@@ -54,3 +56,22 @@ def plan_command(
     )
     print(plan.report())
     return 0 if plan.fits else 1
+
+
+def plan_before_loading(
+    settings: Settings, photo_sizes: list[tuple[int, int]]
+) -> MemoryPlan | None:
+    """The memory plan of a job of photos of these (width, height) with ``settings``, before any
+    weights are loaded (``aetherscan reconstruct`` refuses with it); None when the settings pick
+    another engine than Fast3R."""
+    fast3r = settings.engine == "fast3r" or (
+        settings.engine == "auto" and find_local_weights(settings.weights) is not None
+    )
+    if not fast3r:
+        return None
+    device = settings.device
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    config, _ = model_config(settings.weights)
+    inputs = [plan_crop(size, settings.image_size).size for size in photo_sizes]
+    return plan_memory(config, [(h, w) for w, h in inputs], settings.dtype, device)
