@@ -56,7 +56,7 @@ def main() -> None:
             for r in (plain, refined)
         ]
         cloud = [float(np.median(cloud_errors(capture, r))) for r in (plain, refined)]
-        steps = " + ".join(f"{refined.timings_s[f'refine_{s}']:.2f}" for s in STEPS)
+        steps = " + ".join(f"{refined.timings_s.get(f'refine_{s}', 0.0):.2f}" for s in STEPS)
         rest = plain.timings_s["total"] - plain.timings_s["inference"]
         print(
             f"| {views} | {before.rotation_error_median_deg:.3f} -> "

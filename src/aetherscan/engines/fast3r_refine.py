@@ -244,21 +244,22 @@ def _guided(
     if not len(target.pixels) or not inside.any():
         return best
     rows = np.flatnonzero(inside)
-    near = ((predicted[rows, None, :] - target.pixels[None, :, :]) ** 2).sum(
-        -1
-    ) <= radius**2  # (r, m)
-    similarity = source.descriptors[rows] @ target.descriptors.T  # unit vectors: cos
-    distance = np.sqrt(np.maximum(2.0 - 2.0 * similarity, 0.0))
-    distance[~near] = np.inf
-    order = np.argsort(distance, axis=1)[:, :2]
-    first = np.take_along_axis(distance, order[:, :1], 1)[:, 0]
-    second = (
-        np.take_along_axis(distance, order[:, 1:2], 1)[:, 0]
-        if distance.shape[1] > 1
-        else np.full(len(rows), np.inf)
-    )
-    good = (first <= MAX_DESCRIPTOR_DISTANCE) & (first < RATIO * second)
-    best[rows[good]] = order[good, 0]
+    # The candidates: target keypoints within the radius of where each source point lands.
+    p, q = predicted[rows].astype(np.float32), target.pixels.astype(np.float32)
+    squared = (p * p).sum(1)[:, None] + (q * q).sum(1)[None, :] - 2.0 * p @ q.T  # (r, m)
+    row, col = np.nonzero(squared <= radius**2)
+    if not len(row):
+        return best
+    similarity = np.einsum("ij,ij->i", source.descriptors[rows[row]], target.descriptors[col])
+    distance = np.sqrt(np.maximum(2.0 - 2.0 * similarity, 0.0))  # unit vectors
+    # Per source keypoint, its nearest candidate and the second nearest (inf if none).
+    order = np.lexsort((distance, row))
+    row, col, distance = row[order], col[order], distance[order]
+    first = np.flatnonzero(np.r_[True, row[1:] != row[:-1]])
+    after = np.minimum(first + 1, len(row) - 1)
+    second = np.where((first + 1 < len(row)) & (row[after] == row[first]), distance[after], np.inf)
+    good = (distance[first] <= MAX_DESCRIPTOR_DISTANCE) & (distance[first] < RATIO * second)
+    best[rows[row[first[good]]]] = col[first[good]]
     return best
 
 
