@@ -267,15 +267,24 @@ class Fast3REngine:
         observer.progress("done", 1.0, f"{len(views)} cameras, {reconstruction.num_points} points")
         return reconstruction
 
-    def plan_memory(self, shapes: Sequence[tuple[int, int]]) -> MemoryPlan | None:
+    def plan_memory(
+        self, shapes: Sequence[tuple[int, int]], *, freed_bytes: int = 0
+    ) -> MemoryPlan | None:
         """The memory plan of a job whose model inputs are ``shapes`` (H, W each) on this
-        engine's device, with the model loaded; None for a model that is not our Fast3R."""
+        engine's device, with the model loaded; None for a model that is not our Fast3R.
+        ``freed_bytes``: memory in use now that will be free when the job runs (the job
+        running before it)."""
         from aetherscan.models import Fast3R
 
         if not isinstance(self.model, Fast3R):
             return None
         return plan_memory(
-            self.model.config, shapes, self.dtype_name, str(self.device), weights_loaded=True
+            self.model.config,
+            shapes,
+            self.dtype_name,
+            str(self.device),
+            weights_loaded=True,
+            freed_bytes=freed_bytes,
         )
 
     def _plan(self, shapes: list[tuple[int, int]]) -> None:
@@ -290,10 +299,12 @@ class Fast3REngine:
         self.model.head_chunk_views = plan.head_chunk_views
         log.info("%s", plan.sentence())
 
-    def plan_photos(self, photo_sizes: Sequence[tuple[int, int]]) -> MemoryPlan | None:
+    def plan_photos(
+        self, photo_sizes: Sequence[tuple[int, int]], *, freed_bytes: int = 0
+    ) -> MemoryPlan | None:
         """``plan_memory`` for photos of these (width, height), upright, before reading them."""
         inputs = [plan_crop(size, self.image_size).size for size in photo_sizes]
-        return self.plan_memory([(height, width) for width, height in inputs])
+        return self.plan_memory([(h, w) for w, h in inputs], freed_bytes=freed_bytes)
 
     def _quality(
         self, names: list[str], given: int, placed: list[int], refined: RefineReport | None

@@ -524,6 +524,7 @@ def plan_memory(
     *,
     memory_bytes: int | None = None,
     weights_loaded: bool = False,
+    freed_bytes: int = 0,
     coefficients: Coefficients | None = None,
 ) -> MemoryPlan:
     """Plan a job of views shaped ``shapes`` (H, W each, the model inputs) on ``device``.
@@ -532,10 +533,14 @@ def plan_memory(
     from the engine's default (1 on the CPU, where batches gain nothing; 8 on a GPU).
     ``weights_loaded``: the model is already in memory (the engine plans after loading it), so
     its weights are not counted against ``memory_bytes`` or the memory found free.
+    ``freed_bytes``: memory in use now that the job will find free (the job running before it).
     """
     device_type = torch.device(device).type
     resolved = resolve_dtype(dtype, device_type)
     available, source = available_memory(device, memory_bytes)
+    if freed_bytes:
+        available += freed_bytes
+        source += f", and {freed_bytes / GIB:.1f} GiB that the job before it holds"
     budget = int(available * (1 - MARGIN))
     preferred = 1 if device_type == "cpu" else HEAD_CHUNK_LADDER[0]
     ladder = [c for c in HEAD_CHUNK_LADDER if c <= preferred]

@@ -26,6 +26,7 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aetherscan.engines.base import (
     Cancelled,
@@ -51,6 +52,9 @@ from aetherscan.server.uploads import (
 )
 from aetherscan.settings import Settings
 from aetherscan.video import SampledVideo, VideoError, sample_video
+
+if TYPE_CHECKING:
+    from aetherscan.models.memory import MemoryPlan
 
 log = logging.getLogger(__name__)
 
@@ -133,6 +137,7 @@ class Job:
     cancel_requested: threading.Event = field(default_factory=threading.Event)
     cancel_reason: str = ""
     options: JobOptions = field(default_factory=JobOptions)
+    memory_bytes: int = 0  # what the engine's memory plan predicts the job needs, when it plans
     listeners: list[asyncio.Queue[JobEvent]] = field(default_factory=list)
 
     def listen(self) -> asyncio.Queue[JobEvent]:
@@ -361,8 +366,7 @@ class JobManager:
                 f"a reconstruction needs at least 2 photos; {len(job.photos)} received",
                 code="upload",
             )
-        plan_photos = getattr(self.engine, "plan_photos", None)  # Fast3R plans its memory
-        plan = plan_photos([(p.width, p.height) for p in job.photos]) if plan_photos else None
+        plan = self._memory_plan(job)
         if plan is not None and not plan.fits:
             raise Refused(plan.sentence(), code="limit", status=413)
         options = options or JobOptions()
@@ -394,6 +398,20 @@ class JobManager:
         self._announce_positions()
         self._wakeup.set()
         return self.position(job) or 0
+
+    def _memory_plan(self, job: Job) -> MemoryPlan | None:
+        """The engine's memory plan for the job (Fast3R's; None for engines without one),
+        counting the memory of the job running now as free: the job runs after it. The engine
+        plans again when the job starts, against the memory free then."""
+        plan_photos = getattr(self.engine, "plan_photos", None)
+        if plan_photos is None:
+            return None
+        running = self._running
+        freed = running.memory_bytes if running is not None else 0
+        plan = plan_photos([(p.width, p.height) for p in job.photos], freed_bytes=freed)
+        if plan is not None:
+            job.memory_bytes = plan.required_bytes
+        return plan
 
     def busy(self) -> int:
         """Jobs queued or running."""
