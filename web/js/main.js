@@ -159,6 +159,8 @@ function updateControls() {
   ui.start.hidden = app.phase === "done";
   ui.cancel.hidden = !busy;
   ui.newScan.hidden = !["done", "failed"].includes(app.phase);
+  ui.refineOption.hidden = !app.jobOptions.includes("refine_poses");
+  ui.refinePoses.disabled = busy;
 
   ui.photoCount.textContent = photos.summary();
   recent.show(app.phase === "idle" && photos.size === 0 && !app.openingJobId);
@@ -276,6 +278,8 @@ const HANDLERS = {
   welcome(message) {
     app.engine = message.engine ?? null;
     app.limits = message.limits ?? {};
+    // COLMAP takes refine_poses and changes nothing (its cameras always are refined): no choice.
+    app.jobOptions = app.engine === "colmap" ? [] : (message.job_options ?? []);
     ui.engine.textContent = `Engine: ${ENGINE_NAMES[app.engine] ?? app.engine ?? "unknown"}`;
     updateControls();
   },
@@ -458,7 +462,9 @@ async function start() {
   }
   setPhase("queued");
   setStage("Starting the reconstruction…", null);
-  connection.send({ type: "upload_complete", count });
+  const refine = app.jobOptions.includes("refine_poses") && ui.refinePoses.checked;
+  const options = refine ? { options: { refine_poses: true } } : {}; // the feature "options"
+  connection.send({ type: "upload_complete", count, ...options });
 }
 
 /** The stage line while uploading: the photos answered, or the bytes of the video under way. */

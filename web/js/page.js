@@ -34,6 +34,8 @@ export function pageElements() {
     start: $("start"),
     cancel: $("cancel"),
     newScan: $("new-scan"),
+    refineOption: $("refine-option"),
+    refinePoses: $("refine-poses"),
     stageBar: $("stage-bar"),
     stageText: $("stage-text"),
     clock: $("clock"),
@@ -67,6 +69,7 @@ export function newAppState() {
     online: false,
     engine: null,
     limits: {},
+    jobOptions: [], // the job options the engine takes (welcome.job_options)
     jobId: null,
     downloads: {},
     framesReceived: 0,
