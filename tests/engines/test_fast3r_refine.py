@@ -139,3 +139,16 @@ def test_photos_tied_by_two_view_tracks_only_are_left_as_fast3r_placed_them(stan
     assert asked.quality.verdict == "uncertain"
     (reason,) = [r for r in asked.quality.reasons if r.startswith("the poses were not refined")]
     assert "too few features seen in three photos or more" in reason
+
+
+def test_a_cancel_during_the_matching_stops_the_job(standin, capture, photos):
+    from aetherscan.engines.base import Cancelled
+
+    class CancelWhileMatching(Observer):
+        def progress(self, stage, fraction, message=""):
+            if message.startswith("Matching pair"):
+                raise Cancelled("the job was cancelled")
+
+    engine = Fast3REngine(standin.StandInFast3R(capture.outputs), device="cpu")
+    with pytest.raises(Cancelled):
+        engine.reconstruct(photos, CancelWhileMatching(), refine_poses=True)

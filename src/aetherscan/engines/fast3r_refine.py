@@ -60,6 +60,7 @@ MIN_VIEW_LONG_OBSERVATIONS = 20  # observations of the view in tracks of three v
 MIN_CORE_VIEWS = 3  # views with that many, at least
 MAX_ERROR_PX = 4.0
 LOSS_SCALE_PX = 1.0
+PROGRESS_EVERY_PAIRS = 16
 
 
 @dataclass
@@ -140,8 +141,13 @@ def refine_poses(
     clock = time.perf_counter()
     progress(0.3, "Matching the photos, guided by the point maps")
     pairs = _pairs(views, features)
-    matches = {pair: _match(views, features, *pair) for pair in pairs}
-    matches = {pair: m for pair, m in matches.items() if len(m) >= MIN_PAIR_MATCHES}
+    matches = {}
+    for done, pair in enumerate(pairs):
+        if done % PROGRESS_EVERY_PAIRS == 0:  # the observer may cancel the job here
+            progress(0.3 + 0.3 * done / len(pairs), f"Matching pair {done + 1} of {len(pairs)}")
+        found = _match(views, features, *pair)
+        if len(found) >= MIN_PAIR_MATCHES:
+            matches[pair] = found
     report.pairs, report.matches = len(matches), sum(len(m) for m in matches.values())
     tracks = _tracks(matches, [len(f.pixels) for f in features])
     report.timings_s["matching"] = time.perf_counter() - clock
