@@ -152,3 +152,20 @@ def test_a_cancel_during_the_matching_stops_the_job(standin, capture, photos):
     engine = Fast3REngine(standin.StandInFast3R(capture.outputs), device="cpu")
     with pytest.raises(Cancelled):
         engine.reconstruct(photos, CancelWhileMatching(), refine_poses=True)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_other_noise_draws_on_a_wider_arc_improve_too(standin, tmp_path, seed):
+    """8 photos 30 degrees apart, other draws of the noise: the end photos are tied to the rest
+    by few tracks of three photos; Fast3R's camera centres as priors keep them from sliding
+    along their baselines (before the priors, the translation error of two of these draws went
+    from 1.6 to 15 degrees). Measured with the priors: rotation 3x-8x and translation 4x-7x
+    better."""
+    capture = standin.standin_capture(8, standin.Noise(seed=seed), arc_deg=210.0)
+    photos = [Photo(p.name, p) for p in capture.write(tmp_path)]
+    engine = Fast3REngine(standin.StandInFast3R(capture.outputs), device="cpu")
+    pnp = _scores(engine.reconstruct(photos), capture)
+    refined = _scores(engine.reconstruct(photos, refine_poses=True), capture)
+    assert refined.rotation_error_median_deg < pnp.rotation_error_median_deg / 2
+    assert refined.translation_error_median_deg < pnp.translation_error_median_deg / 2

@@ -17,8 +17,10 @@ step raising CO3D pose AUC@30 from 88.2 to 91.8. Here:
    dropped. Each track starts at the median of its keypoints' points.
 5. **Bundle adjustment** (Ceres through pycolmap): first the points alone, with Fast3R's cameras
    (the reprojection error *before*), then poses, points and one focal length per camera (views
-   of one size are one camera; principal point fixed at the centre) with a Cauchy loss of 1 px;
-   observations off by more than ``MAX_ERROR_PX`` are dropped and it runs once more.
+   of one size are one camera; principal point fixed at the centre) with a Cauchy loss of 1 px
+   and Fast3R's camera centres as priors (``PRIOR_CENTRE_SHARE`` of the scene's depth: they hold
+   what the tracks leave free); observations off by more than ``MAX_ERROR_PX`` are dropped and
+   it runs once more.
 6. **Back into Fast3R's frame**: the refined scene is moved onto the tracks' starting points by
    a similarity, so the world stays view 0's camera frame at Fast3R's scale.
 
@@ -60,6 +62,7 @@ MIN_VIEW_LONG_OBSERVATIONS = 20  # observations of the view in tracks of three v
 MIN_CORE_VIEWS = 3  # views with that many, at least
 MAX_ERROR_PX = 4.0
 LOSS_SCALE_PX = 1.0
+PRIOR_CENTRE_SHARE = 0.02  # of the scene's depth: the standard deviation of the centre priors
 PROGRESS_EVERY_PAIRS = 16
 
 
@@ -376,6 +379,10 @@ class _Scene:
             self.reconstruction.add_image_with_trivial_frame(
                 image, pycolmap.Rigid3d(view.cam_from_world[:3])
             )
+        self.start_centres = {
+            image_id: image.projection_center().copy()
+            for image_id, image in self.reconstruction.images.items()
+        }
         self.start: dict[int, np.ndarray] = {}  # point3D id -> where it started
         for track in tracks:
             track = track[usable[track[:, 0]]]
@@ -385,6 +392,11 @@ class _Scene:
             elements = [pycolmap.TrackElement(int(v) + 1, int(k)) for v, k in track]
             point_id = self.reconstruction.add_point3D(start, pycolmap.Track(elements))
             self.start[point_id] = start
+        # How far Fast3R's camera centres may move: a share of the scene's depth.
+        points = np.array(list(self.start.values()))[:: max(1, len(self.start) // 2000)]
+        centres = np.array(list(self.start_centres.values()))
+        depth = np.median(np.linalg.norm(points[None] - centres[:, None], axis=-1))
+        self.prior_sigma = PRIOR_CENTRE_SHARE * float(depth)
 
     def num_views(self) -> int:
         return sum(1 for image in self.reconstruction.images.values() if image.num_points3D > 0)
@@ -410,12 +422,30 @@ class _Scene:
             config.add_image(image_id)
             if not cameras:
                 config.set_constant_rig_from_world_pose(image.frame_id)
-        if cameras:
-            config.fix_gauge(pycolmap.BundleAdjustmentGauge.TWO_CAMS_FROM_WORLD)
-        else:
+        if not cameras:
             for camera_id in self.reconstruction.cameras:
                 config.set_constant_cam_intrinsics(camera_id)
-        pycolmap.create_default_bundle_adjuster(options, config, self.reconstruction).solve()
+            pycolmap.create_default_bundle_adjuster(options, config, self.reconstruction).solve()
+            return
+        # Fast3R's camera centres as priors: they fix the gauge and hold what the tracks leave
+        # free (a view tied to one other by two-view tracks can slide along their baseline).
+        priors = [
+            pycolmap.PosePrior(
+                position=self.start_centres[image_id],
+                position_covariance=np.eye(3) * self.prior_sigma**2,
+                coordinate_system=pycolmap.PosePriorCoordinateSystem.CARTESIAN,
+                corr_data_id=image.data_id,
+            )
+            for image_id, image in self.reconstruction.images.items()
+            if image.num_points3D > 0
+        ]
+        pycolmap.create_pose_prior_bundle_adjuster(
+            options,
+            pycolmap.PosePriorBundleAdjustmentOptions(),
+            config,
+            priors,
+            self.reconstruction,
+        ).solve()
 
     def _errors(self) -> tuple[list[tuple[int, int]], np.ndarray]:
         """Every observation as (point3D id, track index) and its reprojection error in px."""
