@@ -10,6 +10,7 @@ points to the true surface, in metres in a 6 m room). A row gives the median ove
 [the best, the worst]; times are the refinement's steps in wall seconds, medians over the seeds.
 
     PYTHONPATH=src python benchmarks/bench_fast3r_refine.py --views 4,8,16,32,64 --seeds 0,1,2
+    PYTHONPATH=src python benchmarks/bench_fast3r_refine.py --views 16 --rotation-deg 3 --shift 0.03
 """
 
 from __future__ import annotations
@@ -30,9 +31,9 @@ from aetherscan.geometry.metrics import score_poses
 STEPS = ("features", "matching", "bundle_adjustment")
 
 
-def measure(views: int, seed: int) -> dict[str, tuple[float, float] | float]:
+def measure(views: int, noise: Noise) -> dict[str, tuple[float, float] | float]:
     """Errors (PnP, refined) and the refinement's times for one draw of the noise."""
-    capture = standin_capture(views, Noise(seed=seed), arc_deg=min(360.0, 30.0 * (views - 1)))
+    capture = standin_capture(views, noise, arc_deg=min(360.0, 30.0 * (views - 1)))
     with tempfile.TemporaryDirectory() as folder:
         photos = [Photo(p.name, p) for p in capture.write(Path(folder))]
         engine = Fast3REngine(StandInFast3R(capture.outputs), device="cpu")
@@ -74,16 +75,24 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--views", default="4,8,16,32")
     parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--rotation-deg", type=float, default=Noise.rotation_deg)
+    parser.add_argument("--shift", type=float, default=Noise.shift)
     args = parser.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
-    print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, seeds {seeds}")
+    print(
+        f"# {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, seeds {seeds}, "
+        f"maps misplaced by {args.rotation_deg} deg rms per axis and {args.shift:.0%} of the depth"
+    )
     print(
         "| views | rotation error deg (PnP -> refined) | translation error deg | focal error % "
         "| cloud error m | declined | refine s: features + matching + BA = total | rest s |"
     )
     print("|---|---|---|---|---|---|---|---|")
     for views in [int(v) for v in args.views.split(",")]:
-        runs = [measure(views, seed) for seed in seeds]
+        runs = [
+            measure(views, Noise(rotation_deg=args.rotation_deg, shift=args.shift, seed=seed))
+            for seed in seeds
+        ]
         median = {k: float(np.median([r[k] for r in runs])) for k in (*STEPS, "refine", "rest")}
         steps = " + ".join(f"{median[s]:.2f}" for s in STEPS)
         declined = int(sum(r["declined"] for r in runs))

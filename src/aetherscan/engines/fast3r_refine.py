@@ -18,11 +18,16 @@ step raising CO3D pose AUC@30 from 88.2 to 91.8. Here:
 5. **Bundle adjustment** (Ceres through pycolmap): first the points alone, with Fast3R's cameras
    (the reprojection error *before*), then poses, points and one focal length per camera (views
    of one size are one camera; principal point fixed at the centre) with a Cauchy loss of 1 px
-   and Fast3R's camera centres as priors (``PRIOR_CENTRE_SHARE`` of the scene's depth: they hold
+   and the cameras' centres as priors (``PRIOR_CENTRE_SHARE`` of the scene's depth: they hold
    what the tracks leave free); observations off by more than ``MAX_ERROR_PX`` are dropped and
    it runs once more.
 6. **Back into Fast3R's frame**: the refined scene is moved onto the tracks' starting points by
    a similarity, so the world stays view 0's camera frame at Fast3R's scale.
+7. **Again, closer**: steps 2 to 6 run twice (``refine_poses``). The first pass allows for maps
+   misplaced by several degrees (``GUIDE_RADIUS_FIRST``); the second moves each view's map with
+   its camera's correction and matches within ``GUIDE_RADIUS``, where far fewer wrong
+   candidates compete (measured: maps misplaced by 3 degrees, 16 photos: rotation error 5.3 ->
+   0.07 degrees in two passes; one pass with the small radius found too few tracks and declined).
 
 Only views seen by ``MIN_VIEW_OBSERVATIONS`` tracks are refined, and only when at least
 ``MIN_CORE_VIEWS`` of them are each seen by ``MIN_VIEW_LONG_OBSERVATIONS`` tracks that reach
@@ -51,7 +56,8 @@ from aetherscan.geometry.align import umeyama
 MAX_FEATURES = 2000
 PAIR_NEIGHBOURS = 8
 MIN_PAIR_OVERLAP = 0.1  # share of a view's keypoints whose points land in the other view
-GUIDE_RADIUS = 0.05  # of the image diagonal: how far a match may lie from where its point says
+GUIDE_RADIUS = 0.05  # of the image diagonal: the second pass's guide radius
+GUIDE_RADIUS_FIRST = 0.15  # the first pass's, for maps misplaced by several degrees
 MAX_DESCRIPTOR_DISTANCE = 0.7  # RootSIFT, unit vectors
 RATIO = 0.8
 RANSAC_PX = 1.5
@@ -125,8 +131,58 @@ class _Features:
 def refine_poses(
     views: list[RefineView], progress: Callable[[float, str], None] | None = None
 ) -> Refined:
-    """Refined cameras for ``views``; on failure the given ones, with the reason in the report."""
+    """Refined cameras for ``views``; on failure the given ones, with the reason in the report.
+
+    Two passes: the first matches within ``GUIDE_RADIUS_FIRST`` of where Fast3R's maps put each
+    feature, which allows for maps misplaced by several degrees; the second moves each view's
+    map with its camera's correction, matches again within ``GUIDE_RADIUS``, where far fewer
+    wrong candidates compete, and adjusts again from the first pass's cameras. The second is
+    kept when it succeeds, else the first.
+    """
     progress = progress or (lambda _fraction, _message: None)
+    clock = time.perf_counter()
+    progress(0.0, f"Finding features in {len(views)} photos")
+    features = [_features(v) for v in views]
+    seconds = time.perf_counter() - clock
+
+    first = _refine_pass(views, features, GUIDE_RADIUS_FIRST, _span(progress, 0.1, 0.55))
+    first.report.timings_s["features"] = seconds
+    if first.report.failure:
+        return first
+    moved_views, moved_features = [], []
+    for k, (view, found) in enumerate(zip(views, features, strict=True)):
+        K, pose = first.K[k], first.cam_from_world[k]
+        correction = np.linalg.inv(pose) @ view.cam_from_world  # old world -> refined world
+        points = found.points @ correction[:3, :3].T + correction[:3, 3]
+        moved_views.append(RefineView(view.image, view.global_pts, view.global_conf, K, pose))
+        moved_features.append(_Features(found.pixels, found.descriptors, points))
+    second = _refine_pass(moved_views, moved_features, GUIDE_RADIUS, _span(progress, 0.55, 1.0))
+    for step, spent in first.report.timings_s.items():
+        second.report.timings_s[step] = second.report.timings_s.get(step, 0.0) + spent
+    if second.report.failure:
+        first.report.timings_s = second.report.timings_s
+        progress(1.0, first.report.sentence())
+        return first
+    second.report.error_before_px = first.report.error_before_px  # with Fast3R's own cameras
+    for k, refined in enumerate(first.refined):
+        second.refined[k] = second.refined[k] or refined
+    progress(1.0, second.report.sentence())
+    return second
+
+
+def _span(
+    progress: Callable[[float, str], None], start: float, end: float
+) -> Callable[[float, str], None]:
+    return lambda fraction, message: progress(start + (end - start) * fraction, message)
+
+
+def _refine_pass(
+    views: list[RefineView],
+    features: list[_Features],
+    radius: float,
+    progress: Callable[[float, str], None],
+) -> Refined:
+    """One round of guided matching, tracks and bundle adjustment from the views' cameras."""
     report = RefineReport()
     unchanged = Refined(
         K=[v.K for v in views],
@@ -137,18 +193,13 @@ def refine_poses(
         report=report,
     )
     clock = time.perf_counter()
-    progress(0.0, f"Finding features in {len(views)} photos")
-    features = [_features(v) for v in views]
-    report.timings_s["features"] = time.perf_counter() - clock
-
-    clock = time.perf_counter()
-    progress(0.3, "Matching the photos, guided by the point maps")
+    progress(0.0, "Matching the photos, guided by the point maps")
     pairs = _pairs(views, features)
     matches = {}
     for done, pair in enumerate(pairs):
         if done % PROGRESS_EVERY_PAIRS == 0:  # the observer may cancel the job here
-            progress(0.3 + 0.3 * done / len(pairs), f"Matching pair {done + 1} of {len(pairs)}")
-        found = _match(views, features, *pair)
+            progress(0.6 * done / len(pairs), f"Matching pair {done + 1} of {len(pairs)}")
+        found = _match(views, features, *pair, radius)
         if len(found) >= MIN_PAIR_MATCHES:
             matches[pair] = found
     report.pairs, report.matches = len(matches), sum(len(m) for m in matches.values())
@@ -162,7 +213,6 @@ def refine_poses(
         return unchanged
 
     clock = time.perf_counter()
-    progress(0.6, f"Bundle adjustment of {len(views)} cameras over {len(tracks)} tracks")
     usable, long_seen = _usable_views(tracks, len(views))
     core = int((long_seen >= MIN_VIEW_LONG_OBSERVATIONS).sum())
     if core < MIN_CORE_VIEWS:
@@ -172,6 +222,7 @@ def refine_poses(
             "bundle adjustment to improve on Fast3R; photos taken closer together help"
         )
         return unchanged
+    progress(0.6, f"Bundle adjustment of {int(usable.sum())} cameras over {len(tracks)} tracks")
     scene = _Scene(views, features, tracks, usable)
     scene.adjust(cameras=False)
     report.error_before_px = scene.median_error()
@@ -193,7 +244,6 @@ def refine_poses(
     report.tracks, report.observations = scene.num_points(), scene.num_observations()
     refined = scene.result(unchanged)
     report.views_refined = sum(refined.refined)
-    progress(1.0, report.sentence())
     return refined
 
 
@@ -272,11 +322,13 @@ def _guided(
     return best
 
 
-def _match(views: list[RefineView], features: list[_Features], i: int, j: int) -> np.ndarray:
+def _match(
+    views: list[RefineView], features: list[_Features], i: int, j: int, radius_share: float
+) -> np.ndarray:
     """Matches (k, 2) of keypoint indices of views i and j: guided, mutual, verified."""
     fi, fj = features[i], features[j]
     height, width = views[i].global_conf.shape
-    radius = GUIDE_RADIUS * float(np.hypot(width, height))
+    radius = radius_share * float(np.hypot(width, height))
     forward = _guided(*_project(views[j], fi.points), fi, fj, radius)
     backward = _guided(*_project(views[i], fj.points), fj, fi, radius)
     a = np.flatnonzero(forward >= 0)
