@@ -15,7 +15,7 @@ import torch
 from aetherscan.models.fast3r import Fast3RConfig, fast3r_vitl_512_config
 from aetherscan.models.hub import DEFAULT_WEIGHTS, find_local_weights
 from aetherscan.models.memory import GIB, MemoryPlan, plan_memory, view_shapes
-from aetherscan.models.preprocess import plan_crop
+from aetherscan.models.preprocess import input_shapes
 from aetherscan.settings import Settings
 
 
@@ -73,5 +73,5 @@ def plan_before_loading(
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     config, _ = model_config(settings.weights)
-    inputs = [plan_crop(size, settings.image_size).size for size in photo_sizes]
-    return plan_memory(config, [(h, w) for w, h in inputs], settings.dtype, device)
+    shapes = input_shapes(photo_sizes, settings.image_size)
+    return plan_memory(config, shapes, settings.dtype, device)

@@ -56,7 +56,7 @@ from aetherscan.geometry.camera import (
 from aetherscan.geometry.focal import estimate_focal
 from aetherscan.geometry.pnp import solve_pnp
 from aetherscan.models.memory import MemoryPlan, plan_memory
-from aetherscan.models.preprocess import IMAGE_SIZES, ModelInput, plan_crop, preprocess
+from aetherscan.models.preprocess import IMAGE_SIZES, ModelInput, input_shapes, preprocess
 from aetherscan.photos import PhotoError, open_photo
 from aetherscan.reconstruction import DroppedPhoto, PointCloud, Quality, Reconstruction, View
 
@@ -303,8 +303,8 @@ class Fast3REngine:
         self, photo_sizes: Sequence[tuple[int, int]], *, freed_bytes: int = 0
     ) -> MemoryPlan | None:
         """``plan_memory`` for photos of these (width, height), upright, before reading them."""
-        inputs = [plan_crop(size, self.image_size).size for size in photo_sizes]
-        return self.plan_memory([(h, w) for w, h in inputs], freed_bytes=freed_bytes)
+        shapes = input_shapes(photo_sizes, self.image_size)
+        return self.plan_memory(shapes, freed_bytes=freed_bytes)
 
     def _quality(
         self, names: list[str], given: int, placed: list[int], refined: RefineReport | None

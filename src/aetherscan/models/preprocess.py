@@ -13,6 +13,7 @@ the photo without loss.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -98,6 +99,18 @@ def plan_crop(photo_size: tuple[int, int], image_size: int = 512) -> CropGeometr
         crop_offset=(cx - half_w, cy - half_h),
         size=(2 * half_w, 2 * half_h),
     )
+
+
+def input_shapes(
+    photo_sizes: Sequence[tuple[int, int]], image_size: int = 512
+) -> list[tuple[int, int]]:
+    """The model input (height, width) of photos of these (width, height), upright: what a
+    memory plan needs before the photos are read."""
+    shapes = []
+    for size in photo_sizes:
+        width, height = plan_crop(size, image_size).size
+        shapes.append((height, width))
+    return shapes
 
 
 def preprocess(photo: Image.Image, image_size: int = 512) -> ModelInput:
