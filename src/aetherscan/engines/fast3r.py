@@ -45,7 +45,13 @@ import numpy as np
 import torch
 
 from aetherscan.engines.base import EngineError, Observer, Photo
-from aetherscan.engines.fast3r_refine import RefineReport, RefineView, refine_poses
+from aetherscan.engines.fast3r_refine import (
+    RefinedCamera,
+    RefineReport,
+    RefineView,
+    at_pixels,
+    refine_poses,
+)
 from aetherscan.geometry.align import align_local_to_global
 from aetherscan.geometry.camera import (
     crop_K_to_photo_K,
@@ -91,16 +97,6 @@ class _ViewMaps:
     global_conf: np.ndarray  # (H, W)
     local_pts: np.ndarray  # (H, W, 3) in the view's own camera frame, own scale
     local_conf: np.ndarray  # (H, W)
-
-
-@dataclass
-class _RefinedCamera:
-    """A view's camera after refinement, and the refined tracks it sees (model pixels)."""
-
-    K: np.ndarray  # (3, 3) OpenCV convention, model pixels
-    cam_from_world: np.ndarray  # (4, 4)
-    track_pixels: np.ndarray  # (M, 2)
-    track_depths: np.ndarray  # (M,)
 
 
 def resolve_device(device: str) -> torch.device:
@@ -217,7 +213,7 @@ class Fast3REngine:
         clock = time.perf_counter()
         poses, pose_drops = self._poses(maps, inputs, observer, refine)
         timings["poses"] = time.perf_counter() - clock
-        refined: dict[int, _RefinedCamera] = {}
+        refined: dict[int, RefinedCamera] = {}
         refine_report = None
         if refine and len(poses) >= MIN_PHOTOS:
             clock = time.perf_counter()
@@ -464,7 +460,7 @@ class Fast3REngine:
         inputs: list[ModelInput],
         poses: dict[int, tuple[np.ndarray, np.ndarray]],
         observer: Observer,
-    ) -> tuple[dict[int, _RefinedCamera], RefineReport]:
+    ) -> tuple[dict[int, RefinedCamera], RefineReport]:
         placed = sorted(poses)
         views = [
             RefineView(
@@ -484,14 +480,9 @@ class Fast3REngine:
         result = refine_poses(views, progress)
         log.info("%s", result.report.sentence())
         refined = {
-            i: _RefinedCamera(
-                result.K[k],
-                result.cam_from_world[k],
-                result.track_pixels[k],
-                result.track_depths[k],
-            )
-            for k, i in enumerate(placed)
-            if result.refined[k]
+            i: camera
+            for i, camera in zip(placed, result.cameras, strict=True)
+            if camera is not None
         }
         return refined, result.report
 
@@ -501,7 +492,7 @@ class Fast3REngine:
         model_input: ModelInput,
         maps: _ViewMaps,
         pose: tuple[np.ndarray, np.ndarray],
-        refined: _RefinedCamera | None = None,
+        refined: RefinedCamera | None = None,
     ) -> View:
         K_model_opencv, cam_from_world = pose
         aligned, _ = align_local_to_global(
@@ -626,13 +617,10 @@ class _ForwardProgress:
             handle.remove()
 
 
-def _depth_scale(depth: np.ndarray, refined: _RefinedCamera) -> float:
+def _depth_scale(depth: np.ndarray, refined: RefinedCamera) -> float:
     """The factor that brings a depth map (H, W) to the depths of the refined tracks it sees
     (the median ratio), or 1 when it sees too few of them."""
-    height, width = depth.shape
-    col = np.clip(np.rint(refined.track_pixels[:, 0]).astype(int), 0, width - 1)
-    row = np.clip(np.rint(refined.track_pixels[:, 1]).astype(int), 0, height - 1)
-    mapped = depth[row, col]
+    mapped = at_pixels(depth, refined.track_pixels)
     ok = (mapped > 0) & (refined.track_depths > 0)
     if ok.sum() < MIN_DEPTH_SCALE_SAMPLES:
         return 1.0

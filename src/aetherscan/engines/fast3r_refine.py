@@ -70,6 +70,7 @@ MAX_ERROR_PX = 4.0
 LOSS_SCALE_PX = 1.0
 PRIOR_CENTRE_SHARE = 0.02  # of the scene's depth: the standard deviation of the centre priors
 PROGRESS_EVERY_PAIRS = 16
+_NO_PIXELS, _NO_DEPTHS = np.zeros((0, 2)), np.zeros(0)
 
 
 @dataclass
@@ -109,16 +110,29 @@ class RefineReport:
 
 
 @dataclass
-class Refined:
-    """Per view: the camera to use (refined, or the PnP one where ``refined`` is False), and the
-    refined tracks it sees, for re-aligning its depth: pixels (M, 2) and their depths (M,)."""
+class RefinedCamera:
+    """A view's camera after refinement, and the refined tracks it sees, for re-aligning its
+    depth (model pixels)."""
 
-    K: list[np.ndarray]
-    cam_from_world: list[np.ndarray]
-    refined: list[bool]
-    track_pixels: list[np.ndarray]
-    track_depths: list[np.ndarray]
+    K: np.ndarray  # (3, 3) OpenCV convention
+    cam_from_world: np.ndarray  # (4, 4)
+    track_pixels: np.ndarray  # (M, 2)
+    track_depths: np.ndarray  # (M,)
+
+
+@dataclass
+class Refined:
+    """Per view its refined camera, or None where it keeps the one it was given."""
+
+    cameras: list[RefinedCamera | None]
     report: RefineReport
+
+    def camera(self, index: int, view: RefineView) -> tuple[np.ndarray, np.ndarray]:
+        """(K, cam_from_world) to use for ``view``, the one at ``index``."""
+        camera = self.cameras[index]
+        if camera is None:
+            return view.K, view.cam_from_world
+        return camera.K, camera.cam_from_world
 
 
 @dataclass
@@ -151,7 +165,7 @@ def refine_poses(
         return first
     moved_views, moved_features = [], []
     for k, (view, found) in enumerate(zip(views, features, strict=True)):
-        K, pose = first.K[k], first.cam_from_world[k]
+        K, pose = first.camera(k, view)
         correction = np.linalg.inv(pose) @ view.cam_from_world  # old world -> refined world
         points = found.points @ correction[:3, :3].T + correction[:3, 3]
         moved_views.append(RefineView(view.image, view.global_pts, view.global_conf, K, pose))
@@ -164,8 +178,11 @@ def refine_poses(
         progress(1.0, first.report.sentence())
         return first
     second.report.error_before_px = first.report.error_before_px  # with Fast3R's own cameras
-    for k, refined in enumerate(first.refined):
-        second.refined[k] = second.refined[k] or refined
+    for k, camera in enumerate(first.cameras):  # refined in the first pass only
+        if second.cameras[k] is None and camera is not None:
+            second.cameras[k] = RefinedCamera(
+                camera.K, camera.cam_from_world, _NO_PIXELS, _NO_DEPTHS
+            )
     progress(1.0, second.report.sentence())
     return second
 
@@ -184,14 +201,7 @@ def _refine_pass(
 ) -> Refined:
     """One round of guided matching, tracks and bundle adjustment from the views' cameras."""
     report = RefineReport()
-    unchanged = Refined(
-        K=[v.K for v in views],
-        cam_from_world=[v.cam_from_world for v in views],
-        refined=[False] * len(views),
-        track_pixels=[np.zeros((0, 2))] * len(views),
-        track_depths=[np.zeros(0)] * len(views),
-        report=report,
-    )
+    unchanged = Refined([None] * len(views), report)
     clock = time.perf_counter()
     progress(0.0, "Matching the photos, guided by the point maps")
     pairs = _pairs(views, features)
@@ -242,12 +252,21 @@ def _refine_pass(
         return unchanged
     scene.move_onto_start()
     report.tracks, report.observations = scene.num_points(), scene.num_observations()
-    refined = scene.result(unchanged)
-    report.views_refined = sum(refined.refined)
+    refined = scene.result(report)
+    report.views_refined = sum(camera is not None for camera in refined.cameras)
     return refined
 
 
 # -- features and matches
+
+
+def at_pixels(image: np.ndarray, pixels: np.ndarray) -> np.ndarray:
+    """The values of ``image`` (H, W, ...) at the pixels nearest ``pixels`` (n, 2), (x, y) on the
+    OpenCV grid, clamped to the image."""
+    height, width = image.shape[:2]
+    col = np.clip(np.rint(pixels[:, 0]).astype(int), 0, width - 1)
+    row = np.clip(np.rint(pixels[:, 1]).astype(int), 0, height - 1)
+    return image[row, col]
 
 
 def _features(view: RefineView) -> _Features:
@@ -259,10 +278,7 @@ def _features(view: RefineView) -> _Features:
     pixels = np.array([k.pt for k in keypoints], np.float64)
     # RootSIFT (Arandjelovic & Zisserman 2012): L1-normalise, square root; unit length after.
     root = np.sqrt(descriptors / np.maximum(descriptors.sum(1, keepdims=True), 1e-12))
-    height, width = view.global_conf.shape
-    col = np.clip(np.rint(pixels[:, 0]).astype(int), 0, width - 1)
-    row = np.clip(np.rint(pixels[:, 1]).astype(int), 0, height - 1)
-    points = view.global_pts[row, col].astype(np.float64)
+    points = at_pixels(view.global_pts, pixels).astype(np.float64)
     keep = np.isfinite(points).all(1)
     return _Features(pixels[keep], root[keep].astype(np.float32), points[keep])
 
@@ -552,32 +568,22 @@ class _Scene:
             )
         )
 
-    def result(self, given: Refined) -> Refined:
-        out = Refined(
-            K=list(given.K),
-            cam_from_world=list(given.cam_from_world),
-            refined=list(given.refined),
-            track_pixels=list(given.track_pixels),
-            track_depths=list(given.track_depths),
-            report=given.report,
-        )
+    def result(self, report: RefineReport) -> Refined:
+        out = Refined([None] * len(self.views), report)
         for image_id, image in self.reconstruction.images.items():
             if image.num_points3D < MIN_VIEW_OBSERVATIONS:
                 continue
-            i = image_id - 1
-            camera = image.camera
-            focal, cx, cy = camera.params
-            out.K[i] = np.array([[focal, 0, cx - 0.5], [0, focal, cy - 0.5], [0, 0, 1]])
+            focal, cx, cy = image.camera.params
+            K = np.array([[focal, 0, cx - 0.5], [0, focal, cy - 0.5], [0, 0, 1]])
             pose = np.eye(4)
             pose[:3] = image.cam_from_world().matrix()
-            out.cam_from_world[i] = pose
-            out.refined[i] = True
             pixels, depths = [], []
             for point2D in image.points2D:
                 if point2D.has_point3D():
                     xyz = self.reconstruction.point3D(point2D.point3D_id).xyz
                     pixels.append(point2D.xy - 0.5)
                     depths.append((pose[:3, :3] @ xyz + pose[:3, 3])[2])
-            out.track_pixels[i] = np.array(pixels).reshape(-1, 2)
-            out.track_depths[i] = np.array(depths)
+            out.cameras[image_id - 1] = RefinedCamera(
+                K, pose, np.array(pixels).reshape(-1, 2), np.array(depths)
+            )
         return out
