@@ -149,6 +149,14 @@ def job_options(engine: Engine) -> list[str]:
     return [f.name for f in fields(JobOptions) if f.name in accepted]
 
 
+def lacking_option(engine: Engine, options: JobOptions) -> str | None:
+    """Why ``engine`` cannot run a job with ``options`` (an option it does not take), or None."""
+    missing = [name for name in options.chosen() if name not in job_options(engine)]
+    if not missing:
+        return None
+    return f"the {engine.name} engine has no job option {missing[0]!r}; leave it out"
+
+
 def run_engine(
     engine: Engine, photos: Sequence[Photo], observer: Observer, options: JobOptions
 ) -> Reconstruction:
@@ -157,9 +165,7 @@ def run_engine(
     chosen = options.chosen()
     if not chosen:
         return engine.reconstruct(photos, observer)
-    missing = [name for name in chosen if name not in job_options(engine)]
-    if missing:
-        raise EngineError(
-            f"the {engine.name} engine has no job option {missing[0]!r}; leave it out"
-        )
+    lacking = lacking_option(engine, options)
+    if lacking:
+        raise EngineError(lacking)
     return engine.reconstruct(photos, observer, **chosen)  # type: ignore[call-arg]

@@ -36,7 +36,7 @@ from aetherscan.engines.base import (
     Observer,
     Photo,
     Preview,
-    job_options,
+    lacking_option,
     run_engine,
 )
 from aetherscan.reconstruction import PointCloud, Reconstruction
@@ -370,12 +370,9 @@ class JobManager:
         if plan is not None and not plan.fits:
             raise Refused(plan.sentence(), code="limit", status=413)
         options = options or JobOptions()
-        missing = [name for name in options.chosen() if name not in job_options(self.engine)]
-        if missing:
-            raise Refused(
-                f"the {self.engine.name} engine has no job option {missing[0]!r}; leave it out",
-                code="upload",
-            )
+        lacking = lacking_option(self.engine, options)
+        if lacking:
+            raise Refused(lacking, code="upload")
         busy = self.busy()
         if busy >= self.settings.max_jobs_total:
             raise Refused(
